@@ -1,0 +1,211 @@
+/*
+ * src/ipc/mqueue.c: message queues and waiting.
+ *
+ * A port not in a set queues its messages on its own mqueue; a port in a set queues them
+ * on the set's mqueue (as Mach 3 does), so a receive on the set takes messages in arrival
+ * order whatever member they came to. Sequence numbers stay per port: the dequeued
+ * message's destination port hands out the next number.
+ *
+ * Waiting: each thread owns one struct mvm_waiter whose `state` word is a futex. A waker
+ * unlinks the waiter and sets state = 1 under the IPC lock, and issues FUTEX_WAKE after
+ * the lock is dropped (mvm__ctx_finish). The woken thread retakes the lock and looks again:
+ * a woken receiver may find the message taken by another receiver, and waits again.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "ipc/ipc.h"
+#include "sys/sys.h"
+
+static __thread struct mvm_waiter self_waiter;
+
+struct mvm_waiter *
+mvm__self_waiter(void)
+{
+	return &self_waiter;
+}
+
+void
+mvm__wlist_add(struct mvm_wlist *l, struct mvm_waiter *w)
+{
+	MVM_ASSERT_LOCKED(&mvm_ipc.lock);
+	w->next = NULL;
+	w->prev = l->tail;
+	if (l->tail != NULL)
+		l->tail->next = w;
+	else
+		l->head = w;
+	l->tail = w;
+	w->list = l;
+	w->result = 0;
+	atomic_store_explicit((_Atomic uint32_t *)&w->state, 0, memory_order_relaxed);
+}
+
+void
+mvm__wlist_remove(struct mvm_waiter *w)
+{
+	struct mvm_wlist *l = w->list;
+
+	MVM_ASSERT_LOCKED(&mvm_ipc.lock);
+	if (l == NULL)
+		return;
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else
+		l->head = w->next;
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+	else
+		l->tail = w->prev;
+	w->next = w->prev = NULL;
+	w->list = NULL;
+}
+
+static void
+wake(struct mvm_waiter *w, mach_msg_return_t result, struct mvm_ctx *ctx)
+{
+	mvm__wlist_remove(w);
+	w->result = result;
+	atomic_store_explicit((_Atomic uint32_t *)&w->state, 1, memory_order_release);
+	if (ctx->nwake < MVM_CTX_WAKES)
+		ctx->wake[ctx->nwake++] = &w->state;
+	else
+		mvm__futex_wake(&w->state, 1); /* rare: a non-blocking syscall under the lock */
+}
+
+void
+mvm__wake_one(struct mvm_wlist *l, mach_msg_return_t result, struct mvm_ctx *ctx)
+{
+	if (l->head != NULL)
+		wake(l->head, result, ctx);
+}
+
+void
+mvm__wake_all(struct mvm_wlist *l, mach_msg_return_t result, struct mvm_ctx *ctx)
+{
+	while (l->head != NULL)
+		wake(l->head, result, ctx);
+}
+
+int
+mvm__wait(struct mvm_waiter *w, const struct timespec *deadline)
+{
+	MVM_ASSERT_NO_LOCKS();
+	for (;;) {
+		int r;
+
+		if (atomic_load_explicit((_Atomic uint32_t *)&w->state, memory_order_acquire) != 0)
+			return 0;
+		r = mvm__futex_wait(&w->state, 0, deadline);
+		if (r == -ETIMEDOUT || r == -EINTR)
+			return r;
+		if (r < 0) {
+			/* An injected or unexpected failure: do not spin, report a timeout-free
+			 * spurious wake-up; the caller looks again under the lock. */
+			return 0;
+		}
+	}
+}
+
+void
+mvm__ctx_finish(struct mvm_ctx *ctx)
+{
+	MVM_ASSERT_NO_LOCKS();
+	for (int i = 0; i < ctx->nwake; i++)
+		mvm__futex_wake(ctx->wake[i], 1);
+	ctx->nwake = 0;
+	while (ctx->free_kmsgs != NULL) {
+		struct mvm_kmsg *k = ctx->free_kmsgs;
+
+		ctx->free_kmsgs = k->next;
+		mvm__kmsg_free(k);
+	}
+}
+
+/* ---- queues ---------------------------------------------------------------------- */
+
+void
+mvm__mq_init(struct mvm_mqueue *mq)
+{
+	mq->head = mq->tail = NULL;
+	mq->receivers.head = mq->receivers.tail = NULL;
+}
+
+struct mvm_mqueue *
+mvm__port_mq(struct mvm_port *port)
+{
+	return port->pset != NULL ? &port->pset->mq : &port->mq;
+}
+
+void
+mvm__mq_enqueue(struct mvm_kmsg *kmsg, struct mvm_ctx *ctx)
+{
+	struct mvm_port *port = kmsg->dest;
+	struct mvm_mqueue *mq;
+
+	MVM_ASSERT_LOCKED(&mvm_ipc.lock);
+	if (!port->active) {
+		/* The receive right died after the rights were taken: the message dies too. */
+		mvm__kmsg_destroy(kmsg, ctx);
+		return;
+	}
+	mq = mvm__port_mq(port);
+	kmsg->next = NULL;
+	if (mq->tail != NULL)
+		mq->tail->next = kmsg;
+	else
+		mq->head = kmsg;
+	mq->tail = kmsg;
+	port->msgcount++;
+	mvm_ipc.kmsgs_queued++;
+	mvm_ipc.msgs_sent++;
+	/* Receive rights carried by the message now travel towards this port. */
+	for (uint32_t i = 0; i < kmsg->nports; i++)
+		if (kmsg->ports[i].type == MACH_MSG_TYPE_PORT_RECEIVE && MVM_PORT_VALID(kmsg->ports[i].port))
+			kmsg->ports[i].port->transit_dest = port;
+	mvm__wake_one(&mq->receivers, 0, ctx);
+}
+
+void
+mvm__mq_unlink(struct mvm_mqueue *mq, struct mvm_kmsg *kmsg)
+{
+	struct mvm_kmsg **pp = &mq->head, *prev = NULL;
+
+	while (*pp != NULL && *pp != kmsg) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (*pp == NULL)
+		return;
+	*pp = kmsg->next;
+	if (mq->tail == kmsg)
+		mq->tail = prev;
+	kmsg->next = NULL;
+}
+
+struct mvm_kmsg *
+mvm__mq_dequeue(struct mvm_mqueue *mq, struct mvm_ctx *ctx)
+{
+	struct mvm_kmsg *kmsg = mq->head;
+	struct mvm_port *port;
+
+	MVM_ASSERT_LOCKED(&mvm_ipc.lock);
+	if (kmsg == NULL)
+		return NULL;
+	mq->head = kmsg->next;
+	if (mq->head == NULL)
+		mq->tail = NULL;
+	kmsg->next = NULL;
+	port = kmsg->dest;
+	kmsg->msg->msgh_seqno = port->seqno++;
+	port->msgcount--;
+	mvm_ipc.kmsgs_queued--;
+	mvm_ipc.msgs_received++;
+	for (uint32_t i = 0; i < kmsg->nports; i++)
+		if (kmsg->ports[i].type == MACH_MSG_TYPE_PORT_RECEIVE && MVM_PORT_VALID(kmsg->ports[i].port))
+			kmsg->ports[i].port->transit_dest = NULL;
+	if (port->msgcount < port->qlimit)
+		mvm__wake_one(&port->senders, 0, ctx);
+	return kmsg;
+}

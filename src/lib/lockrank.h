@@ -1,0 +1,20 @@
+/*
+ * src/lib/lockrank.h: the lock order, as data. A thread may only acquire a lock whose rank
+ * is higher than the rank of every lock it holds (checked in debug builds). doc/LOCKING.md
+ * explains each lock; keep the two in step.
+ *
+ * Locking order:
+ *   ipc             the IPC lock: name space, ports, port sets, message queues
+ *     vm_regions    the table of anonymous regions machvm allocated
+ *       mig_reply   nothing yet: reserved
+ */
+#ifndef MVM_LIB_LOCKRANK_H
+#define MVM_LIB_LOCKRANK_H
+
+enum mvm_lockrank {
+	MVM_LOCKRANK_IPC = 10,
+	MVM_LOCKRANK_VM_REGIONS = 20,
+	MVM_LOCKRANK_MAX = 64
+};
+
+#endif /* MVM_LIB_LOCKRANK_H */

@@ -1,0 +1,343 @@
+/*
+ * src/sys/sys.c: the Linux call table, fault injection, and errno conversion.
+ * This is the only file of libmachvm that calls the Linux system interface for the IPC
+ * and VM layers; see sys.h.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <mach/kern_return.h>
+#include "sys/sys.h"
+
+/* ---- defaults ------------------------------------------------------------------ */
+
+static int
+default_futex_wait(uint32_t *addr, uint32_t val, const struct timespec *abs_mono)
+{
+	long r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, val, abs_mono,
+	    NULL, FUTEX_BITSET_MATCH_ANY);
+
+	if (r == 0)
+		return 0;
+	return errno == EAGAIN ? 0 : -errno;
+}
+
+static int
+default_futex_wake(uint32_t *addr, int n)
+{
+	long r = syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
+
+	return r < 0 ? -errno : (int)r;
+}
+
+static ssize_t
+default_process_vm_readv(pid_t pid, const struct iovec *l, unsigned long lc,
+    const struct iovec *r, unsigned long rc, unsigned long flags)
+{
+	return process_vm_readv(pid, l, lc, r, rc, flags);
+}
+
+static void *
+default_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr)
+{
+	return mremap(old, old_len, new_len, flags, new_addr);
+}
+
+struct sys_entry {
+	const char *name;
+	void *dflt;
+	_Atomic(void *) fn;
+	/* Injection: fail the call whose ordinal is `fail_at` (and later ones if persist). */
+	atomic_ulong count;
+	atomic_ulong fail_at;
+	atomic_int fail_errno;
+	atomic_int persist;
+};
+
+static struct sys_entry table[MVM_SYS_CALL_COUNT] = {
+	[MVM_SYS_MALLOC] = { "malloc", (void *)malloc },
+	[MVM_SYS_CALLOC] = { "calloc", (void *)calloc },
+	[MVM_SYS_REALLOC] = { "realloc", (void *)realloc },
+	[MVM_SYS_MMAP] = { "mmap", (void *)mmap },
+	[MVM_SYS_MUNMAP] = { "munmap", (void *)munmap },
+	[MVM_SYS_MREMAP] = { "mremap", (void *)default_mremap },
+	[MVM_SYS_MADVISE] = { "madvise", (void *)madvise },
+	[MVM_SYS_PROCESS_VM_READV] = { "process_vm_readv", (void *)default_process_vm_readv },
+	[MVM_SYS_FUTEX_WAIT] = { "futex_wait", (void *)default_futex_wait },
+	[MVM_SYS_FUTEX_WAKE] = { "futex_wake", (void *)default_futex_wake },
+};
+
+/* Set while any injection is armed, so the common path costs one relaxed load. */
+static atomic_int injecting;
+
+static inline void *
+fn_of(enum mvm_sys_call c)
+{
+	void *f = atomic_load_explicit(&table[c].fn, memory_order_acquire);
+
+	return f != NULL ? f : table[c].dflt;
+}
+
+/* Count the call; return the errno to fail it with, or 0 to make it. */
+static inline int
+should_fail(enum mvm_sys_call c)
+{
+	struct sys_entry *e = &table[c];
+	unsigned long n = atomic_fetch_add_explicit(&e->count, 1, memory_order_relaxed) + 1;
+	unsigned long at;
+
+	if (!atomic_load_explicit(&injecting, memory_order_relaxed))
+		return 0;
+	at = atomic_load(&e->fail_at);
+	if (at == 0 || n < at)
+		return 0;
+	if (n == at || atomic_load(&e->persist))
+		return atomic_load(&e->fail_errno);
+	return 0;
+}
+
+/* ---- public control ----------------------------------------------------------- */
+
+int
+mvm_sys_inject(enum mvm_sys_call call, unsigned nth, int err, int persist)
+{
+	struct sys_entry *e;
+
+	if ((unsigned)call >= MVM_SYS_CALL_COUNT)
+		return -1;
+	e = &table[call];
+	atomic_store(&e->fail_errno, err);
+	atomic_store(&e->persist, persist != 0);
+	atomic_store(&e->fail_at, nth == 0 ? 0 : atomic_load(&e->count) + nth);
+	if (nth != 0)
+		atomic_store(&injecting, 1);
+	return 0;
+}
+
+void
+mvm_sys_inject_reset(void)
+{
+	for (int i = 0; i < MVM_SYS_CALL_COUNT; i++)
+		atomic_store(&table[i].fail_at, 0);
+	atomic_store(&injecting, 0);
+}
+
+unsigned long
+mvm_sys_count(enum mvm_sys_call call)
+{
+	if ((unsigned)call >= MVM_SYS_CALL_COUNT)
+		return 0;
+	return atomic_load(&table[call].count);
+}
+
+void *
+mvm_sys_override(enum mvm_sys_call call, void *fn)
+{
+	if ((unsigned)call >= MVM_SYS_CALL_COUNT)
+		return NULL;
+	void *old = fn_of(call);
+	atomic_store_explicit(&table[call].fn, fn, memory_order_release);
+	return old;
+}
+
+const char *
+mvm_sys_name(enum mvm_sys_call call)
+{
+	if ((unsigned)call >= MVM_SYS_CALL_COUNT)
+		return "?";
+	return table[call].name;
+}
+
+/* ---- wrappers ------------------------------------------------------------------ */
+
+void *
+mvm__malloc(size_t size)
+{
+	if (should_fail(MVM_SYS_MALLOC))
+		return NULL;
+	return ((mvm_sys_malloc_fn *)fn_of(MVM_SYS_MALLOC))(size);
+}
+
+void *
+mvm__calloc(size_t n, size_t size)
+{
+	if (should_fail(MVM_SYS_CALLOC))
+		return NULL;
+	return ((mvm_sys_calloc_fn *)fn_of(MVM_SYS_CALLOC))(n, size);
+}
+
+void *
+mvm__realloc(void *p, size_t size)
+{
+	if (should_fail(MVM_SYS_REALLOC))
+		return NULL;
+	return ((mvm_sys_realloc_fn *)fn_of(MVM_SYS_REALLOC))(p, size);
+}
+
+void
+mvm__free(void *p)
+{
+	free(p);
+}
+
+void *
+mvm__mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, int *err)
+{
+	int e = should_fail(MVM_SYS_MMAP);
+	void *p;
+
+	if (e) {
+		*err = e;
+		return NULL;
+	}
+	p = ((mvm_sys_mmap_fn *)fn_of(MVM_SYS_MMAP))(addr, len, prot, flags, fd, off);
+	if (p == MAP_FAILED) {
+		*err = errno;
+		return NULL;
+	}
+	return p;
+}
+
+int
+mvm__munmap(void *addr, size_t len)
+{
+	int e = should_fail(MVM_SYS_MUNMAP);
+
+	if (e)
+		return -e;
+	if (((mvm_sys_munmap_fn *)fn_of(MVM_SYS_MUNMAP))(addr, len) < 0)
+		return -errno;
+	return 0;
+}
+
+void *
+mvm__mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr, int *err)
+{
+	int e = should_fail(MVM_SYS_MREMAP);
+	void *p;
+
+	if (e) {
+		*err = e;
+		return NULL;
+	}
+	p = ((mvm_sys_mremap_fn *)fn_of(MVM_SYS_MREMAP))(old, old_len, new_len, flags, new_addr);
+	if (p == MAP_FAILED) {
+		*err = errno;
+		return NULL;
+	}
+	return p;
+}
+
+int
+mvm__madvise(void *addr, size_t len, int advice)
+{
+	int e = should_fail(MVM_SYS_MADVISE);
+
+	if (e)
+		return -e;
+	if (((mvm_sys_madvise_fn *)fn_of(MVM_SYS_MADVISE))(addr, len, advice) < 0)
+		return -errno;
+	return 0;
+}
+
+int
+mvm__copy_checked(void *dst, const void *src, size_t len)
+{
+	static pid_t self;
+	size_t done = 0;
+
+	if (len == 0)
+		return 0;
+	if (self == 0)
+		self = getpid();
+	while (done < len) {
+		struct iovec l = { (char *)dst + done, len - done };
+		struct iovec r = { (char *)(uintptr_t)src + done, len - done };
+		int e = should_fail(MVM_SYS_PROCESS_VM_READV);
+		ssize_t n;
+
+		if (e)
+			return -e;
+		n = ((mvm_sys_process_vm_readv_fn *)fn_of(MVM_SYS_PROCESS_VM_READV))(self, &l, 1,
+		    &r, 1, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			/* ESRCH after fork: fall back to our pid anew once. */
+			if (errno == ESRCH && self != getpid()) {
+				self = getpid();
+				continue;
+			}
+			return -errno;
+		}
+		if (n == 0)
+			return -EFAULT;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int
+mvm__futex_wait(uint32_t *addr, uint32_t val, const struct timespec *abs_mono)
+{
+	int e = should_fail(MVM_SYS_FUTEX_WAIT);
+
+	if (e)
+		return -e;
+	return ((mvm_sys_futex_wait_fn *)fn_of(MVM_SYS_FUTEX_WAIT))(addr, val, abs_mono);
+}
+
+void
+mvm__futex_wake(uint32_t *addr, int n)
+{
+	if (should_fail(MVM_SYS_FUTEX_WAKE))
+		return;
+	(void)((mvm_sys_futex_wake_fn *)fn_of(MVM_SYS_FUTEX_WAKE))(addr, n);
+}
+
+kern_return_t
+mvm__kr_from_errno(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case 0:
+		return KERN_SUCCESS;
+	case ENOMEM:
+	case EAGAIN:
+	case ENOSPC:
+		return KERN_RESOURCE_SHORTAGE;
+	case EFAULT:
+		return KERN_INVALID_ADDRESS;
+	case EINVAL:
+	case E2BIG:
+		return KERN_INVALID_ARGUMENT;
+	case EEXIST:
+		return KERN_NO_SPACE;
+	case EPERM:
+	case EACCES:
+		return KERN_PROTECTION_FAILURE;
+	case ETIMEDOUT:
+		return KERN_TIMEDOUT;
+	case EINTR:
+		return KERN_INTERRUPTED;
+	default:
+		return KERN_FAILURE;
+	}
+}
+
+size_t
+mvm__page_size(void)
+{
+	static size_t ps;
+
+	if (ps == 0)
+		ps = (size_t)sysconf(_SC_PAGESIZE);
+	return ps;
+}

@@ -1,0 +1,71 @@
+/*
+ * src/sys/sys.h: the only way machvm calls Linux.
+ *
+ * Every call goes through one table of function pointers (tests may override an entry,
+ * SQLite-style) and a countdown injector (tests may make the Nth call fail with a chosen
+ * errno). Wrappers return a result and report failure as -errno (or NULL plus *err), so
+ * errno never travels further; mvm__kr_from_errno() turns it into a kern_return_t once,
+ * at this boundary.
+ *
+ * Thread safety: all wrappers may be called from any thread.
+ */
+#ifndef MVM_SYS_SYS_H
+#define MVM_SYS_SYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <mach/kern_return.h>
+#include <machvm/sys.h>
+
+/* The function types behind each table entry (what mvm_sys_override() takes). */
+typedef void *mvm_sys_malloc_fn(size_t size);
+typedef void *mvm_sys_calloc_fn(size_t n, size_t size);
+typedef void *mvm_sys_realloc_fn(void *p, size_t size);
+typedef void *mvm_sys_mmap_fn(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+typedef int mvm_sys_munmap_fn(void *addr, size_t len);
+typedef void *mvm_sys_mremap_fn(void *old, size_t old_len, size_t new_len, int flags, void *new_addr);
+typedef int mvm_sys_madvise_fn(void *addr, size_t len, int advice);
+typedef ssize_t mvm_sys_process_vm_readv_fn(pid_t pid, const struct iovec *local,
+    unsigned long liovcnt, const struct iovec *remote, unsigned long riovcnt,
+    unsigned long flags);
+typedef int mvm_sys_futex_wait_fn(uint32_t *addr, uint32_t val, const struct timespec *abs_mono);
+typedef int mvm_sys_futex_wake_fn(uint32_t *addr, int n);
+
+/* Allocation. NULL means ENOMEM (real or injected). */
+void *mvm__malloc(size_t size);
+void *mvm__calloc(size_t n, size_t size);
+void *mvm__realloc(void *p, size_t size);
+void mvm__free(void *p);
+
+/* Memory mappings. Return MAP_FAILED-free results: NULL and *err = errno on failure. */
+void *mvm__mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, int *err);
+int mvm__munmap(void *addr, size_t len); /* 0 or -errno */
+void *mvm__mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr, int *err);
+int mvm__madvise(void *addr, size_t len, int advice);
+
+/*
+ * Copy len bytes from our own address src into dst without faulting on a bad src:
+ * 0, or -EFAULT when src is not readable.
+ */
+int mvm__copy_checked(void *dst, const void *src, size_t len);
+
+/*
+ * Futex on a 32-bit word, process-private. wait: 0 when woken (or the value differed),
+ * -ETIMEDOUT, -EINTR. abs_mono is an absolute CLOCK_MONOTONIC deadline or NULL.
+ */
+int mvm__futex_wait(uint32_t *addr, uint32_t val, const struct timespec *abs_mono);
+void mvm__futex_wake(uint32_t *addr, int n);
+
+/* errno -> kern_return_t, the one conversion point. */
+kern_return_t mvm__kr_from_errno(int err);
+
+/* The system page size, known after first use. */
+size_t mvm__page_size(void);
+
+#define MVM_ROUND_PAGE(x) (((x) + mvm__page_size() - 1) & ~(mvm__page_size() - 1))
+#define MVM_TRUNC_PAGE(x) ((x) & ~(mvm__page_size() - 1))
+
+#endif /* MVM_SYS_SYS_H */
