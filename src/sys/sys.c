@@ -249,13 +249,16 @@ mvm__madvise(void *addr, size_t len, int advice)
 int
 mvm__copy_checked(void *dst, const void *src, size_t len)
 {
-	static pid_t self;
+	static pid_t cached;
+	pid_t self = __atomic_load_n(&cached, __ATOMIC_RELAXED);
 	size_t done = 0;
 
 	if (len == 0)
 		return 0;
-	if (self == 0)
+	if (self == 0) {
 		self = getpid();
+		__atomic_store_n(&cached, self, __ATOMIC_RELAXED);
+	}
 	while (done < len) {
 		struct iovec l = { (char *)dst + done, len - done };
 		struct iovec r = { (char *)(uintptr_t)src + done, len - done };
@@ -272,6 +275,7 @@ mvm__copy_checked(void *dst, const void *src, size_t len)
 			/* ESRCH after fork: fall back to our pid anew once. */
 			if (errno == ESRCH && self != getpid()) {
 				self = getpid();
+				__atomic_store_n(&cached, self, __ATOMIC_RELAXED);
 				continue;
 			}
 			return -errno;
@@ -335,9 +339,12 @@ mvm__kr_from_errno(int err)
 size_t
 mvm__page_size(void)
 {
-	static size_t ps;
+	static size_t cached;
+	size_t ps = __atomic_load_n(&cached, __ATOMIC_RELAXED);
 
-	if (ps == 0)
+	if (ps == 0) {
 		ps = (size_t)sysconf(_SC_PAGESIZE);
+		__atomic_store_n(&cached, ps, __ATOMIC_RELAXED);
+	}
 	return ps;
 }
