@@ -70,7 +70,7 @@ item_type(const struct mvm__mo_item *it, const struct mvm__mo_arg *a)
 	return t;
 }
 
-static void
+static void __attribute__((format(printf, 3, 4)))
 why_set(char *why, size_t whylen, const char *fmt, ...)
 {
 	va_list ap;
