@@ -2,10 +2,12 @@
  * <machvm/trace.h>: one line of text for a memory object message, for logs and debuggers.
  *
  * The decoder knows every request and reply of the memory object interfaces (the tables
- * are generated from defs/memory_object.mdefs) and accepts a message in either view: as
- * received (port items carry MACH_MSG_TYPE_PORT_* types, the request port is the local
- * port) or as about to be sent (dispositions, remote port). It never reads outside the
- * bytes it is given, whatever they hold.
+ * are generated from defs/memory_object.mdefs) and reads a message in one of two views,
+ * chosen by its header: as received, when the local bits are MACH_MSG_TYPE_PORT_SEND or
+ * MACH_MSG_TYPE_PORT_SEND_ONCE (port items then carry the received types, the request
+ * port is the local port, and the seqno is shown), or else as about to be sent
+ * (dispositions, the remote port). It never reads outside the bytes it is given,
+ * whatever they hold.
  *
  * Thread safety: the functions keep no state and may be called from any thread.
  */

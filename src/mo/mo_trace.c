@@ -154,7 +154,7 @@ mvm_mo_decode_bytes(const void *msg, size_t avail, char *buf, size_t len)
 	const struct mvm__mo_msg *m;
 	mach_msg_header_t h;
 	char why[160];
-	bool is_reply, sent = false;
+	bool is_reply, sent;
 	kern_return_t kr;
 
 	if (len > 0)
@@ -170,15 +170,17 @@ mvm_mo_decode_bytes(const void *msg, size_t avail, char *buf, size_t len)
 		return MIG_BAD_ID;
 	}
 	m = is_reply ? r->reply : r->request;
-	kr = mvm__mo_unpack(m, msg, avail, args, MIG_BAD_ARGUMENTS, why, sizeof(why));
-	if (kr != KERN_SUCCESS && !is_reply) {
-		char why2[160];
-
-		if (mvm__mo_unpack_sent(m, msg, avail, args, why2, sizeof(why2)) == KERN_SUCCESS) {
-			kr = KERN_SUCCESS;
-			sent = true;
-		}
-	}
+	/*
+	 * A received message's local bits give the type of the right it arrived on
+	 * (PORT_SEND or PORT_SEND_ONCE); a message about to be sent has none there, or the
+	 * reply port's disposition, which is never one of those.
+	 */
+	sent = MACH_MSGH_BITS_LOCAL(h.msgh_bits) != MACH_MSG_TYPE_PORT_SEND &&
+	    MACH_MSGH_BITS_LOCAL(h.msgh_bits) != MACH_MSG_TYPE_PORT_SEND_ONCE;
+	if (sent)
+		kr = mvm__mo_unpack_sent(m, msg, avail, args, why, sizeof(why));
+	else
+		kr = mvm__mo_unpack(m, msg, avail, args, MIG_BAD_ARGUMENTS, why, sizeof(why));
 	if (kr != KERN_SUCCESS && is_reply && h.msgh_size == sizeof(mig_reply_header_t) &&
 	    mvm__mo_unpack(&mvm__mo_mig_reply, msg, avail, args, MIG_BAD_ARGUMENTS, NULL, 0) ==
 	    KERN_SUCCESS) {
