@@ -4,3 +4,21 @@ add_test(NAME integration/mo_generated_current
     COMMAND mvm-mig ${PROJECT_SOURCE_DIR}/defs/memory_object.mdefs
         --check ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/doc/man/man3)
 set_tests_properties(integration/mo_generated_current PROPERTIES TIMEOUT 60 LABELS integration)
+
+# A memory manager written against the Mach headers alone (mo_manager/manager.c) defines a
+# few server routines; the others must come from libmachvm's weak defaults. Linked once
+# with the static and once with the shared library, where the program's definitions must
+# interpose on the library's defaults.
+foreach(kind static shared)
+  set(t test_mo_manager_${kind})
+  add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/mo_manager/manager.c
+      ${CMAKE_CURRENT_LIST_DIR}/mo_manager/kernel.c)
+  if(kind STREQUAL "static")
+    target_link_libraries(${t} PRIVATE machvm_static)
+  else()
+    target_link_libraries(${t} PRIVATE machvm)
+  endif()
+  target_compile_options(${t} PRIVATE ${MVM_WARNINGS})
+  add_test(NAME integration/mo_manager_${kind} COMMAND ${t})
+  set_tests_properties(integration/mo_manager_${kind} PROPERTIES TIMEOUT 120 LABELS integration)
+endforeach()
