@@ -68,7 +68,7 @@ typedef unsigned int mach_port_rights_t;
 	(((delta) > 0) && \
 	 ((((urefs) + (delta)) <= (urefs)) || (((urefs) + (delta)) > MACH_PORT_UREFS_MAX)))
 #define MACH_PORT_UREFS_UNDERFLOW(urefs, delta) \
-	(((delta) < 0) && ((mach_port_urefs_t)-(delta) > (urefs)))
+	(((delta) < 0) && ((0U - (mach_port_urefs_t)(delta)) > (urefs)))
 
 typedef struct mach_port_status {
 	mach_port_name_t mps_pset;       /* containing port set */

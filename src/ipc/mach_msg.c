@@ -37,7 +37,7 @@ msg_send(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t send_
 	struct mvm_waiter *w = mvm__self_waiter();
 	struct timespec deadline;
 	bool have_deadline = false;
-	mach_msg_return_t mr;
+	mach_msg_return_t mr, pending = 0;
 
 	if (option & MACH_SEND_NOTIFY)
 		return MACH_SEND_INVALID_NOTIFY; /* msg-accepted notifications: not supported */
@@ -47,6 +47,7 @@ msg_send(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t send_
 	mvm__ipc_lock();
 	for (;;) {
 		struct mvm_port *dest;
+		bool woken;
 		int r;
 
 		if ((mr = mvm__kmsg_copyin_check(&ci)) != MACH_MSG_SUCCESS)
@@ -59,8 +60,8 @@ msg_send(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t send_
 			break;
 		}
 		/* The queue is full: wait for room, then check everything again. */
-		if ((option & MACH_SEND_TIMEOUT) && timeout == 0) {
-			mr = MACH_SEND_TIMED_OUT;
+		if (((option & MACH_SEND_TIMEOUT) && timeout == 0) || pending != 0) {
+			mr = pending != 0 ? pending : MACH_SEND_TIMED_OUT;
 			break;
 		}
 		if ((option & MACH_SEND_TIMEOUT) && !have_deadline) {
@@ -71,13 +72,16 @@ msg_send(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t send_
 		mvm__ipc_unlock();
 		r = mvm__wait(w, have_deadline ? &deadline : NULL);
 		mvm__ipc_lock();
+		woken = w->list == NULL;
 		mvm__wlist_remove(w);
-		if (r == -ETIMEDOUT) {
-			mr = MACH_SEND_TIMED_OUT;
-			break;
-		}
-		if (r == -EINTR && (option & MACH_SEND_INTERRUPT)) {
-			mr = MACH_SEND_INTERRUPTED;
+		if (r == -ETIMEDOUT)
+			pending = MACH_SEND_TIMED_OUT;
+		else if (r == -EINTR && (option & MACH_SEND_INTERRUPT))
+			pending = MACH_SEND_INTERRUPTED;
+		/* A wake-up that crossed the timeout or signal was meant for us: look once
+		 * more, or the room it announced would be lost to the other senders. */
+		if (pending != 0 && !woken) {
+			mr = pending;
 			break;
 		}
 	}
@@ -121,7 +125,7 @@ msg_receive(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t rc
 	struct mvm_kmsg *k = NULL;
 	struct timespec deadline;
 	bool have_deadline = false, waited = false;
-	mach_msg_return_t mr = MACH_MSG_SUCCESS;
+	mach_msg_return_t mr = MACH_MSG_SUCCESS, pending = 0;
 	mach_msg_header_t too_large;
 	bool large = false, destroyed = false;
 
@@ -130,6 +134,7 @@ msg_receive(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t rc
 	mvm__ipc_lock();
 	for (;;) {
 		struct mvm_mqueue *mq = rcv_queue(rcv_name, &mr);
+		bool woken;
 		int r;
 
 		if (mq == NULL) {
@@ -143,7 +148,10 @@ msg_receive(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t rc
 				too_large.msgh_size = mq->head->size;
 				mr = MACH_RCV_TOO_LARGE;
 				if (option & MACH_RCV_LARGE) {
-					large = true; /* the message stays queued */
+					/* The message stays queued: offer it to the next receiver,
+					 * or a wake-up it caused would be lost with this one. */
+					large = true;
+					mvm__wake_one(&mq->receivers, 0, &ctx);
 					break;
 				}
 				/* Mach: the message is taken (using a sequence number) and destroyed. */
@@ -162,8 +170,8 @@ msg_receive(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t rc
 			mr = mvm__kmsg_copyout(k, &ctx);
 			break;
 		}
-		if ((option & MACH_RCV_TIMEOUT) && timeout == 0) {
-			mr = MACH_RCV_TIMED_OUT;
+		if (((option & MACH_RCV_TIMEOUT) && timeout == 0) || pending != 0) {
+			mr = pending != 0 ? pending : MACH_RCV_TIMED_OUT;
 			break;
 		}
 		if ((option & MACH_RCV_TIMEOUT) && !have_deadline) {
@@ -174,6 +182,7 @@ msg_receive(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t rc
 		mvm__ipc_unlock();
 		r = mvm__wait(w, have_deadline ? &deadline : NULL);
 		mvm__ipc_lock();
+		woken = w->list == NULL;
 		mvm__wlist_remove(w);
 		waited = true;
 		if (w->result != 0) {
@@ -181,12 +190,14 @@ msg_receive(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t rc
 			w->result = 0;
 			break;
 		}
-		if (r == -ETIMEDOUT) {
-			mr = MACH_RCV_TIMED_OUT;
-			break;
-		}
-		if (r == -EINTR && (option & MACH_RCV_INTERRUPT)) {
-			mr = MACH_RCV_INTERRUPTED;
+		if (r == -ETIMEDOUT)
+			pending = MACH_RCV_TIMED_OUT;
+		else if (r == -EINTR && (option & MACH_RCV_INTERRUPT))
+			pending = MACH_RCV_INTERRUPTED;
+		/* A wake-up that crossed the timeout or signal was meant for us: look once
+		 * more, or the message it announced would wait while others sleep. */
+		if (pending != 0 && !woken) {
+			mr = pending;
 			break;
 		}
 	}

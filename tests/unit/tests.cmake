@@ -18,5 +18,5 @@ target_compile_options(mvm_header_check PRIVATE ${MVM_WARNINGS} -pedantic-errors
 
 add_test(NAME integration/pkgconfig_consumer
     COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/pkgconfig_consumer.sh ${PROJECT_BINARY_DIR}
-        ${CMAKE_C_COMPILER})
+        ${CMAKE_C_COMPILER} "${MVM_SANITIZE}")
 set_tests_properties(integration/pkgconfig_consumer PROPERTIES TIMEOUT 120 LABELS integration)
