@@ -185,12 +185,14 @@ mvm__kmsg_copyin_data(const mach_msg_header_t *umsg, mach_msg_size_t size,
 		copyin_abort(ci);
 		return MACH_SEND_INVALID_HEADER;
 	}
-	if (ci->reply_name == MACH_PORT_NULL)
-		ci->reply_disp = 0;
-	else if (!valid_dest_disp(ci->reply_disp)) {
+	/* As in Mach: a reply disposition is a send disposition, or 0 with a null name. */
+	if (ci->reply_disp == 0 ? ci->reply_name != MACH_PORT_NULL :
+	    !valid_dest_disp(ci->reply_disp)) {
 		copyin_abort(ci);
 		return MACH_SEND_INVALID_HEADER;
 	}
+	if (ci->reply_name == MACH_PORT_NULL)
+		ci->reply_disp = 0;
 	if (!(bits & MACH_MSGH_BITS_COMPLEX))
 		return MACH_MSG_SUCCESS;
 

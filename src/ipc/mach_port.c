@@ -348,6 +348,12 @@ mach_port_names(ipc_space_t task, mach_port_array_t *names, mach_msg_type_number
 		k++;
 	}
 	mvm__ipc_unlock();
+	if (k == 0) {
+		/* Mach: an empty array is no memory at all (address 0). */
+		mvm__vm_free_pages(nbuf, len);
+		mvm__vm_free_pages(tbuf, len);
+		nbuf = tbuf = NULL;
+	}
 	*names = nbuf;
 	*types = tbuf;
 	*namesCnt = *typesCnt = k;
@@ -566,6 +572,11 @@ mach_port_get_set_status(ipc_space_t task, mach_port_t name, mach_port_array_t *
 			((mach_port_t *)buf)[k++] = mvm__entry_name(i);
 	}
 	mvm__ipc_unlock();
+	if (k == 0) {
+		/* Mach: an empty array is no memory at all (address 0). */
+		mvm__vm_free_pages(buf, len);
+		buf = NULL;
+	}
 	*members = buf;
 	*membersCnt = k;
 	return KERN_SUCCESS;
@@ -711,7 +722,10 @@ mach_port_request_notification(ipc_space_t task, mach_port_t name, mach_msg_id_t
 	if (notify != MACH_PORT_NULL) {
 		if (++mvm_ipc.stamp == 0)
 			mvm_ipc.stamp = 1;
-		if (mvm__right_check(notify, notify_type) != 0 || notify == MACH_PORT_DEAD) {
+		/* A dead name passes the check as MOVE_SEND_ONCE (it would travel as
+		 * MACH_PORT_DEAD) but cannot carry a notification. */
+		if (notify == MACH_PORT_DEAD || mvm__right_check(notify, notify_type) != 0 ||
+		    (mvm__entry(mvm__entry_lookup(notify))->type & MACH_PORT_TYPE_DEAD_NAME)) {
 			kr = KERN_INVALID_CAPABILITY;
 			goto out;
 		}

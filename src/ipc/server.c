@@ -171,8 +171,13 @@ server_loop(mach_msg_demux_t demux, mach_msg_size_t max_size, mach_port_t rcv_na
 			size = need;
 			continue;
 		}
-		if (mr != MACH_MSG_SUCCESS)
+		if (mr != MACH_MSG_SUCCESS) {
+			/* Received without room for some rights: release the rest, then stop. */
+			if ((mr & ~MACH_MSG_MASK) == MACH_RCV_HEADER_ERROR ||
+			    (mr & ~MACH_MSG_MASK) == MACH_RCV_BODY_ERROR)
+				mach_msg_destroy(in);
 			break;
+		}
 		handle(demux, in, out, size);
 		if (once)
 			break;

@@ -90,7 +90,7 @@ find(kern_return_t code)
 	/* MACH_MSG_IPC_SPACE and friends are flags on a receive error. */
 	kern_return_t base = code;
 
-	if ((code & 0x10000000) && (code & MACH_MSG_MASK))
+	if (((unsigned)code & 0xf0000000u) == 0x10000000u && (code & MACH_MSG_MASK))
 		base = code & ~MACH_MSG_MASK;
 	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
 		if (errs[i].code == base)

@@ -61,16 +61,17 @@ struct sys_entry {
 };
 
 static struct sys_entry table[MVM_SYS_CALL_COUNT] = {
-	[MVM_SYS_MALLOC] = { "malloc", (void *)malloc },
-	[MVM_SYS_CALLOC] = { "calloc", (void *)calloc },
-	[MVM_SYS_REALLOC] = { "realloc", (void *)realloc },
-	[MVM_SYS_MMAP] = { "mmap", (void *)mmap },
-	[MVM_SYS_MUNMAP] = { "munmap", (void *)munmap },
-	[MVM_SYS_MREMAP] = { "mremap", (void *)default_mremap },
-	[MVM_SYS_MADVISE] = { "madvise", (void *)madvise },
-	[MVM_SYS_PROCESS_VM_READV] = { "process_vm_readv", (void *)default_process_vm_readv },
-	[MVM_SYS_FUTEX_WAIT] = { "futex_wait", (void *)default_futex_wait },
-	[MVM_SYS_FUTEX_WAKE] = { "futex_wake", (void *)default_futex_wake },
+	[MVM_SYS_MALLOC] = { .name = "malloc", .dflt = (void *)malloc },
+	[MVM_SYS_CALLOC] = { .name = "calloc", .dflt = (void *)calloc },
+	[MVM_SYS_REALLOC] = { .name = "realloc", .dflt = (void *)realloc },
+	[MVM_SYS_MMAP] = { .name = "mmap", .dflt = (void *)mmap },
+	[MVM_SYS_MUNMAP] = { .name = "munmap", .dflt = (void *)munmap },
+	[MVM_SYS_MREMAP] = { .name = "mremap", .dflt = (void *)default_mremap },
+	[MVM_SYS_MADVISE] = { .name = "madvise", .dflt = (void *)madvise },
+	[MVM_SYS_PROCESS_VM_READV] = { .name = "process_vm_readv",
+	    .dflt = (void *)default_process_vm_readv },
+	[MVM_SYS_FUTEX_WAIT] = { .name = "futex_wait", .dflt = (void *)default_futex_wait },
+	[MVM_SYS_FUTEX_WAKE] = { .name = "futex_wake", .dflt = (void *)default_futex_wake },
 };
 
 /* Set while any injection is armed, so the common path costs one relaxed load. */
