@@ -22,3 +22,11 @@ foreach(kind static shared)
   add_test(NAME integration/mo_manager_${kind} COMMAND ${t})
   set_tests_properties(integration/mo_manager_${kind} PROPERTIES TIMEOUT 120 LABELS integration)
 endforeach()
+
+# The seed corpus of the memory object fuzz targets is written by this program from the
+# generated tables (run it by hand: mo_corpus tests/fuzz/corpus); it is built here so that
+# it keeps compiling.
+add_executable(mo_corpus ${PROJECT_SOURCE_DIR}/tests/fuzz/mo_corpus.c)
+target_link_libraries(mo_corpus PRIVATE machvm_static)
+target_include_directories(mo_corpus PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_compile_options(mo_corpus PRIVATE ${MVM_WARNINGS})
