@@ -1036,6 +1036,68 @@ test_control_routines(void **state)
 	MVM_TEST_QUIESCENT();
 }
 
+/* A kernel thread that answers get_attributes with a broken reply. */
+enum bad_reply { BAD_ID, BAD_SIZE, BAD_TYPE, SHORT_SUCCESS, NBAD };
+
+struct bad_arg {
+	mach_port_t port;
+	enum bad_reply kind;
+};
+
+static void *
+bad_server(void *p)
+{
+	struct bad_arg *a = p;
+	union msgbuf in, out;
+	mach_msg_type_t t = { .msgt_name = MACH_MSG_TYPE_INTEGER_32, .msgt_size = 32,
+		.msgt_number = 1, .msgt_inline = 1 };
+
+	if (mach_msg(&in.h, MACH_RCV_MSG, 0, sizeof(in), a->port, 0, MACH_PORT_NULL) !=
+	    MACH_MSG_SUCCESS)
+		return (void *)1;
+	memset(&out, 0, sizeof(out));
+	out.h.msgh_bits = MACH_MSGH_BITS(MACH_MSGH_BITS_REMOTE(in.h.msgh_bits), 0);
+	out.h.msgh_remote_port = in.h.msgh_remote_port;
+	out.h.msgh_id = in.h.msgh_id + (a->kind == BAD_ID ? 101 : 100);
+	out.h.msgh_size = a->kind == SHORT_SUCCESS ? 40 : a->kind == BAD_SIZE ? 72 : 88;
+	for (int i = 0; i < 4; i++)
+		memcpy(out.b + 24 + 16 * i, &t, sizeof(t));
+	if (a->kind == BAD_TYPE)
+		out.b[24 + 16 * 2] = MACH_MSG_TYPE_INTEGER_16;
+	if (mach_msg(&out.h, MACH_SEND_MSG, out.h.msgh_size, 0, MACH_PORT_NULL, 0,
+	    MACH_PORT_NULL) != MACH_MSG_SUCCESS)
+		return (void *)2;
+	return NULL;
+}
+
+static void
+test_bad_replies(void **state)
+{
+	static const kern_return_t want[NBAD] = {
+		MIG_REPLY_MISMATCH, MIG_TYPE_ERROR, MIG_TYPE_ERROR, MIG_TYPE_ERROR
+	};
+	mach_port_t ctl = mvm_test_port_with_send();
+
+	(void)state;
+	for (int k = 0; k < NBAD; k++) {
+		struct bad_arg a = { .port = ctl, .kind = (enum bad_reply)k };
+		boolean_t r = 7, c = 7;
+		memory_object_copy_strategy_t cs = 7;
+		pthread_t th;
+		void *res;
+
+		assert_int_equal(pthread_create(&th, NULL, bad_server, &a), 0);
+		assert_kr(memory_object_get_attributes(ctl, &r, &c, &cs), want[k]);
+		assert_int_equal(pthread_join(th, &res), 0);
+		assert_null(res);
+		assert_int_equal(r, 7);
+		assert_int_equal(cs, 7);
+	}
+	assert_kr(mach_port_destroy(mach_task_self(), ctl), KERN_SUCCESS);
+	mig_dealloc_reply_port(mig_get_reply_port());
+	MVM_TEST_QUIESCENT();
+}
+
 int
 main(void)
 {
@@ -1051,6 +1113,7 @@ main(void)
 		cmocka_unit_test(test_registry),
 		cmocka_unit_test(test_control_simpleroutines),
 		cmocka_unit_test(test_control_routines),
+		cmocka_unit_test(test_bad_replies),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
