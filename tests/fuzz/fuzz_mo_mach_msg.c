@@ -61,10 +61,15 @@ map_body(const struct fuzz_space *fs, union mo_fuzz_buf *m, size_t size)
 			}
 		} else if (!it.is_inline) {
 			uint64_t p = it.data_len <= sizeof(ool_data) ? (uint64_t)(uintptr_t)ool_data : 0;
+			mach_msg_type_t t;
 
 			if (mvm__msg_type_is_port(it.name))
 				p = 0;  /* out-of-line port arrays: keep them empty or refused */
 			memcpy(m->b + it.data_off, &p, sizeof(p));
+			/* The buffer is static: mach_msg must not deallocate it. */
+			memcpy(&t, m->b + it.desc_off, sizeof(t));
+			t.msgt_deallocate = 0;
+			memcpy(m->b + it.desc_off, &t, sizeof(t));
 		}
 	}
 }
