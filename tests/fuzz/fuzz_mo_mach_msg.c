@@ -1,13 +1,83 @@
 /*
  * tests/fuzz/fuzz_mo_mach_msg.c: memory object messages built from the input travel
- * through the real mach_msg: the body's small port names are mapped onto a name space
- * with every kind of right and its out-of-line pointers onto a real buffer, the message
+ * through the real mach_msg: the body's small port names are mapped onto a small name
+ * space (null, dead, receive with send, receive, send-once, dead name) and its out-of-line pointers onto a real buffer, the message
  * is sent to a port of ours, received, served by one of the demultiplexers (chosen by
  * the first byte) whose routines keep nothing, and destroyed as mach_msg_server would.
  * The run must end quiescent: a malformed message may be rejected, never leaked.
  */
-#include "fuzz_common.h"
+#include <machvm/ipc.h>
+
+#include "ipc/ipc.h"
 #include "mo_fuzz.h"
+
+#define OK(call) \
+	do { \
+		if ((call) != KERN_SUCCESS) \
+			mo_fuzz_fail(#call); \
+	} while (0)
+
+/* The per-run name space: small names in the input pick one of these. */
+enum { FN_NULL, FN_DEAD, FN_R0, FN_R1, FN_SO, FN_DEADNAME, FN_COUNT };
+
+struct fuzz_space {
+	mach_port_t names[FN_COUNT];
+};
+
+static void
+fuzz_space_init(struct fuzz_space *fs)
+{
+	mach_port_t *n = fs->names;
+	mach_msg_type_name_t t;
+
+	n[FN_NULL] = MACH_PORT_NULL;
+	n[FN_DEAD] = MACH_PORT_DEAD;
+	OK(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &n[FN_R0]));
+	OK(mach_port_insert_right(mach_task_self(), n[FN_R0], n[FN_R0], MACH_MSG_TYPE_MAKE_SEND));
+	OK(mach_port_mod_refs(mach_task_self(), n[FN_R0], MACH_PORT_RIGHT_SEND, 1));
+	OK(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &n[FN_R1]));
+	OK(mach_port_extract_right(mach_task_self(), n[FN_R1], MACH_MSG_TYPE_MAKE_SEND_ONCE,
+	    &n[FN_SO], &t));
+	OK(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &n[FN_DEADNAME]));
+	OK(mach_port_insert_right(mach_task_self(), n[FN_DEADNAME], n[FN_DEADNAME],
+	    MACH_MSG_TYPE_MAKE_SEND));
+	OK(mach_port_mod_refs(mach_task_self(), n[FN_DEADNAME], MACH_PORT_RIGHT_RECEIVE, -1));
+}
+
+static mach_port_t
+fuzz_map_name(const struct fuzz_space *fs, mach_port_t raw)
+{
+	return raw < 0x100 ? fs->names[raw % FN_COUNT] : raw;
+}
+
+/* Destroy every name (messages queued on receive rights die with them), then check. */
+static void
+fuzz_teardown(void)
+{
+	for (int round = 0; round < 16; round++) {
+		mach_port_array_t names;
+		mach_port_type_array_t types;
+		mach_msg_type_number_t nn, nt;
+
+		OK(mach_port_names(mach_task_self(), &names, &nn, &types, &nt));
+		for (uint32_t i = 0; i < nn; i++)
+			(void)mach_port_destroy(mach_task_self(), names[i]);
+		OK(vm_deallocate(mach_task_self(), (vm_address_t)names,
+		    (vm_size_t)(nn ? nn : 1) * sizeof(*names)));
+		OK(vm_deallocate(mach_task_self(), (vm_address_t)types,
+		    (vm_size_t)(nt ? nt : 1) * sizeof(*types)));
+		if (nn == 0)
+			break;
+	}
+	{
+		char why[256];
+
+		if (mvm_ipc_quiescent(why, sizeof(why)) != KERN_SUCCESS) {
+			fprintf(stderr, "fuzz: not quiescent after the run: %s\n", why);
+			abort();
+		}
+	}
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -95,7 +165,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		map_body(&fs, &m, size);
 	mr = mach_msg(&m.h, MACH_SEND_MSG | MACH_SEND_TIMEOUT, (mach_msg_size_t)size, 0,
 	    MACH_PORT_NULL, 0, MACH_PORT_NULL);
-	if (fuzz_verbose())
+	if (getenv("MVM_FUZZ_VERBOSE") != NULL)
 		printf("id %d size %zu: send %s\n", m.h.msgh_id, size, mvm_errname(mr));
 	if (mr == MACH_MSG_SUCCESS) {
 		boolean_t handled;
@@ -105,7 +175,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		mr = mach_msg(&m.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof(m), fs.names[FN_R0], 0,
 		    MACH_PORT_NULL);
 		if (mr != MACH_MSG_SUCCESS)
-			fuzz_die("receive", mr);
+			mo_fuzz_fail("receive");
 		switch (sel % 5) {
 		case 0: handled = memory_object_server(&m.h, &out.h); break;
 		case 1: handled = seqnos_memory_object_server(&m.h, &out.h); break;
@@ -114,7 +184,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		default: handled = mvm_memory_object_control_server(&ctl_ops, NULL, &m.h, &out.h); break;
 		}
 		rc = out.r.RetCode;
-		if (fuzz_verbose())
+		if (getenv("MVM_FUZZ_VERBOSE") != NULL)
 			printf("  demux %u: handled %d, %s\n", sel % 5, handled, mvm_errname(rc));
 		if (!handled && rc != MIG_BAD_ID)
 			mo_fuzz_fail("FALSE without MIG_BAD_ID");
@@ -124,7 +194,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (rc == KERN_SUCCESS && (out.h.msgh_bits & MACH_MSGH_BITS_COMPLEX))
 			mach_msg_destroy(&out.h);
 	}
-	fuzz_destroy_all();
-	fuzz_check_quiescent();
+	fuzz_teardown();
 	return 0;
 }

@@ -90,7 +90,7 @@ main(int argc, char **argv)
 				memset(a, 0, sizeof(a));
 				memset(&m, 0, sizeof(m));
 				for (unsigned i = 0; i < req->nitems; i++) {
-					a[i].val = req->items[i].wire == MVM__MO_PORT ? (i % 2 ? 4 : 0) :
+					a[i].val = req->items[i].wire == MVM__MO_PORT ? (i % 2 ? 3 : 0) :
 					    0x1000 * (i + 1);
 					if (req->items[i].wire == MVM__MO_OOL) {
 						a[i].val = 0x7f0000001000ULL;
