@@ -13,6 +13,7 @@
 #include <mach/mach_types.h>
 #include <mach/mig_errors.h>
 #include <mach/notify.h>
+#include <mach/memory_object_control.h>
 #include <machvm/export.h>
 
 #ifdef __cplusplus

@@ -132,6 +132,12 @@ typedef integer_t mach_msg_option_t;
 #define MACH_RCV_INTERRUPT   0x00000400
 #define MACH_RCV_LARGE       0x00000800
 
+/*
+ * machvm: a send that ignores the destination's queue limit and never blocks, as GNU
+ * Mach's kernel sends do. The in-process kernel uses it for kernel-to-manager messages.
+ */
+#define MACH_SEND_ALWAYS     0x00010000
+
 typedef kern_return_t mach_msg_return_t;
 
 #define MACH_MSG_SUCCESS 0x00000000

@@ -235,7 +235,7 @@ mvm__kmsg_copyin_data(const mach_msg_header_t *umsg, mach_msg_size_t size,
 				k->ports[k->nports + i].type = it.name; /* the disposition, for now */
 		}
 		if (it.is_inline) {
-			if (isport) {
+			if (isport && it.number > 0) { /* names is NULL if the message has no port */
 				memcpy(&ci->names[k->nports], data, (size_t)it.number * sizeof(mach_port_t));
 				k->nports += it.number;
 			}

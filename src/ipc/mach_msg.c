@@ -54,7 +54,7 @@ msg_send(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t send_
 			break;
 		dest = mvm__entry(mvm__entry_lookup(ci.dest_name))->obj.port;
 		if (mvm__msg_received_type(ci.dest_disp) == MACH_MSG_TYPE_PORT_SEND_ONCE ||
-		    dest->msgcount < dest->qlimit) {
+		    (option & MACH_SEND_ALWAYS) || dest->msgcount < dest->qlimit) {
 			mvm__kmsg_copyin_commit(&ci, &ctx);
 			mvm__mq_enqueue(ci.kmsg, &ctx);
 			break;

@@ -94,7 +94,7 @@ prepare_reply(const mach_msg_header_t *in, mach_msg_header_t *out)
 	r->Head.msgh_size = sizeof(*r);
 	r->Head.msgh_remote_port = in->msgh_remote_port;
 	r->Head.msgh_local_port = MACH_PORT_NULL;
-	r->Head.msgh_id = in->msgh_id + 100;
+	r->Head.msgh_id = (mach_msg_id_t)((uint32_t)in->msgh_id + 100u);
 	r->RetCodeType.msgt_name = MACH_MSG_TYPE_INTEGER_32;
 	r->RetCodeType.msgt_size = 32;
 	r->RetCodeType.msgt_number = 1;

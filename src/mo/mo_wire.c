@@ -311,7 +311,10 @@ mvm__mo_send(const struct mvm__mo_routine *r, mach_port_t dest, mach_msg_type_na
 	buf.head.msgh_remote_port = dest;
 	buf.head.msgh_local_port = MACH_PORT_NULL;
 	buf.head.msgh_id = r->request->id;
-	return mach_msg(&buf.head, MACH_SEND_MSG, size, 0, MACH_PORT_NULL,
+	/* Kernel-to-manager messages (the memory_object and memory_object_default
+	 * subsystems) are kernel sends: they ignore the queue limit and never block. */
+	return mach_msg(&buf.head, MACH_SEND_MSG |
+	    (r->request->id >= 2200 ? MACH_SEND_ALWAYS : 0), size, 0, MACH_PORT_NULL,
 	    MACH_MSG_TIMEOUT_NONE, MACH_PORT_NULL);
 }
 

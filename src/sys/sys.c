@@ -261,8 +261,9 @@ mvm__copy_checked(void *dst, const void *src, size_t len)
 		__atomic_store_n(&cached, self, __ATOMIC_RELAXED);
 	}
 	while (done < len) {
-		struct iovec l = { (char *)dst + done, len - done };
-		struct iovec r = { (char *)(uintptr_t)src + done, len - done };
+		/* Integer arithmetic: src may be any number, NULL included. */
+		struct iovec l = { (void *)((uintptr_t)dst + done), len - done };
+		struct iovec r = { (void *)((uintptr_t)src + done), len - done };
 		int e = should_fail(MVM_SYS_PROCESS_VM_READV);
 		ssize_t n;
 

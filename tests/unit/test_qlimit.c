@@ -588,6 +588,27 @@ qlimit_send_timeout_on_time(void **state)
 	MVM_TEST_QUIESCENT();
 }
 
+
+/* MACH_SEND_ALWAYS (machvm, for the in-process kernel) ignores the limit, like a kernel send. */
+static void
+qlimit_send_always_ignores_limit(void **state)
+{
+	mach_port_t p = mvm_test_port_with_send();
+
+	(void)state;
+	assert_kr(mach_port_set_qlimit(mach_task_self(), p, 1), KERN_SUCCESS);
+	assert_kr(send_now(p, MACH_MSG_TYPE_COPY_SEND, 1), MACH_MSG_SUCCESS);
+	assert_kr(send_now(p, MACH_MSG_TYPE_COPY_SEND, 2), MACH_SEND_TIMED_OUT);
+	for (int i = 0; i < 20; i++)
+		assert_kr(send_opt(p, MACH_MSG_TYPE_COPY_SEND, 3 + i, MACH_SEND_ALWAYS, 0),
+		    MACH_MSG_SUCCESS);
+	expect_msg(p, 1);
+	for (int i = 0; i < 20; i++)
+		expect_msg(p, 3 + i);
+	assert_kr(mach_port_destroy(mach_task_self(), p), KERN_SUCCESS);
+	MVM_TEST_QUIESCENT();
+}
+
 int
 main(void)
 {
@@ -601,6 +622,7 @@ main(void)
 		cmocka_unit_test(qlimit_max_and_errors),
 		cmocka_unit_test(qlimit_blocked_sender_port_destroyed),
 		cmocka_unit_test(qlimit_send_timeout_on_time),
+		cmocka_unit_test(qlimit_send_always_ignores_limit),
 	};
 
 	return cmocka_run_group_tests_name("qlimit", tests, NULL, NULL);
