@@ -66,6 +66,15 @@ MVM_EXTERN kern_return_t vm_allocate(vm_map_t task, vm_address_t *address, vm_si
     boolean_t anywhere);
 MVM_EXTERN kern_return_t vm_deallocate(vm_map_t task, vm_address_t address, vm_size_t size);
 
+/*
+ * Map a memory object (vm_map(3)); vm_deallocate() unmaps. copy = TRUE is not supported
+ * yet (KERN_INVALID_ARGUMENT).
+ */
+MVM_EXTERN kern_return_t vm_map(vm_map_t target_task, vm_address_t *address, vm_size_t size,
+    vm_address_t mask, boolean_t anywhere, memory_object_t memory_object, vm_offset_t offset,
+    boolean_t copy, vm_prot_t cur_protection, vm_prot_t max_protection,
+    vm_inherit_t inheritance);
+
 /* The MIG server loop. */
 typedef boolean_t (*mach_msg_demux_t)(mach_msg_header_t *in, mach_msg_header_t *out);
 MVM_EXTERN mach_msg_return_t mach_msg_server(mach_msg_demux_t demux, mach_msg_size_t max_size,

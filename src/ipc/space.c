@@ -18,6 +18,7 @@
 
 #include <machvm/ipc.h>
 #include "ipc/ipc.h"
+#include "vm/vm_kern.h"
 #include "sys/sys.h"
 
 struct mvm_ipc mvm_ipc;
@@ -260,24 +261,30 @@ mvm_ipc_quiescent(char *buf, size_t len)
 {
 	struct mvm_ipc_stats s;
 	mach_port_t reply = mvm__mig_reply_port_peek();
-	uint64_t names, ports;
+	uint64_t names, ports, psets, rn, rp, rs, objects, mappings;
 
 	mvm_ipc_stats(&s);
-	names = s.names;
-	ports = s.ports;
+	/* The kernel's own port set and notify port live as long as the process. */
+	mvm__vm_reserved(&rn, &rp, &rs);
+	mvm__vm_alive(&objects, &mappings);
+	names = s.names - (s.names >= rn ? rn : 0);
+	ports = s.ports - (s.ports >= rp ? rp : 0);
+	psets = s.port_sets - (s.port_sets >= rs ? rs : 0);
 	/* The calling thread's MIG reply port is kept on purpose. */
 	if (MACH_PORT_VALID(reply) && names > 0 && ports > 0) {
 		names--;
 		ports--;
 	}
-	if (names == 0 && ports == 0 && s.port_sets == 0 && s.kmsgs == 0 && s.vm_bytes == 0)
+	if (names == 0 && ports == 0 && psets == 0 && s.kmsgs == 0 && s.vm_bytes == 0 &&
+	    objects == 0 && mappings == 0)
 		return KERN_SUCCESS;
 	if (buf != NULL && len > 0)
 		snprintf(buf, len,
 		    "not quiescent: %llu names, %llu ports, %llu port sets, %llu messages "
-		    "(%llu queued), %llu bytes of IPC memory",
+		    "(%llu queued), %llu bytes of IPC memory, %llu memory objects, %llu mappings",
 		    (unsigned long long)names, (unsigned long long)ports,
-		    (unsigned long long)s.port_sets, (unsigned long long)s.kmsgs,
-		    (unsigned long long)s.kmsgs_queued, (unsigned long long)s.vm_bytes);
+		    (unsigned long long)psets, (unsigned long long)s.kmsgs,
+		    (unsigned long long)s.kmsgs_queued, (unsigned long long)s.vm_bytes,
+		    (unsigned long long)objects, (unsigned long long)mappings);
 	return KERN_FAILURE;
 }

@@ -4,16 +4,18 @@
  * explains each lock; keep the two in step.
  *
  * Locking order:
- *   ipc             the IPC lock: name space, ports, port sets, message queues
+ *   vm              the kernel's lock: cache objects, pages, mappings
  *     vm_regions    the table of anonymous regions machvm allocated
- *       mig_reply   nothing yet: reserved
+ *       ipc         the IPC lock: name space, ports, port sets, message queues (a leaf:
+ *                   the kernel may send, never blocking, while holding vm)
  */
 #ifndef MVM_LIB_LOCKRANK_H
 #define MVM_LIB_LOCKRANK_H
 
 enum mvm_lockrank {
-	MVM_LOCKRANK_IPC = 10,
+	MVM_LOCKRANK_VM = 10,
 	MVM_LOCKRANK_VM_REGIONS = 20,
+	MVM_LOCKRANK_IPC = 40,
 	MVM_LOCKRANK_MAX = 64
 };
 

@@ -8,6 +8,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -49,6 +53,36 @@ default_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_a
 	return mremap(old, old_len, new_len, flags, new_addr);
 }
 
+static long
+default_userfaultfd(int flags)
+{
+	return syscall(SYS_userfaultfd, flags);
+}
+
+static int
+default_uffd_ioctl(int fd, unsigned long req, void *arg)
+{
+	return ioctl(fd, req, arg);
+}
+
+static int
+default_memfd_create(const char *name, unsigned flags)
+{
+	return memfd_create(name, flags);
+}
+
+static int
+default_poll(struct pollfd *fds, unsigned long n, int timeout)
+{
+	return poll(fds, (nfds_t)n, timeout);
+}
+
+static int
+default_sigqueue(pid_t tgid, pid_t tid, int sig, void *si)
+{
+	return (int)syscall(SYS_rt_tgsigqueueinfo, tgid, tid, sig, si);
+}
+
 struct sys_entry {
 	const char *name;
 	void *dflt;
@@ -72,6 +106,16 @@ static struct sys_entry table[MVM_SYS_CALL_COUNT] = {
 	    .dflt = (void *)default_process_vm_readv },
 	[MVM_SYS_FUTEX_WAIT] = { .name = "futex_wait", .dflt = (void *)default_futex_wait },
 	[MVM_SYS_FUTEX_WAKE] = { .name = "futex_wake", .dflt = (void *)default_futex_wake },
+	[MVM_SYS_USERFAULTFD] = { .name = "userfaultfd", .dflt = (void *)default_userfaultfd },
+	[MVM_SYS_UFFD_IOCTL] = { .name = "uffd_ioctl", .dflt = (void *)default_uffd_ioctl },
+	[MVM_SYS_MEMFD_CREATE] = { .name = "memfd_create", .dflt = (void *)default_memfd_create },
+	[MVM_SYS_FTRUNCATE] = { .name = "ftruncate", .dflt = (void *)ftruncate },
+	[MVM_SYS_FALLOCATE] = { .name = "fallocate", .dflt = (void *)fallocate },
+	[MVM_SYS_PREAD] = { .name = "pread", .dflt = (void *)pread },
+	[MVM_SYS_PWRITE] = { .name = "pwrite", .dflt = (void *)pwrite },
+	[MVM_SYS_READ] = { .name = "read", .dflt = (void *)read },
+	[MVM_SYS_POLL] = { .name = "poll", .dflt = (void *)default_poll },
+	[MVM_SYS_SIGQUEUE] = { .name = "sigqueue", .dflt = (void *)default_sigqueue },
 };
 
 /* Set while any injection is armed, so the common path costs one relaxed load. */
@@ -305,6 +349,180 @@ mvm__futex_wake(uint32_t *addr, int n)
 	if (should_fail(MVM_SYS_FUTEX_WAKE))
 		return;
 	(void)((mvm_sys_futex_wake_fn *)fn_of(MVM_SYS_FUTEX_WAKE))(addr, n);
+}
+
+#define CALL(id, type) ((type *)fn_of(id))
+
+int
+mvm__userfaultfd(int flags)
+{
+	int e = should_fail(MVM_SYS_USERFAULTFD);
+	long r;
+
+	if (e)
+		return -e;
+	r = CALL(MVM_SYS_USERFAULTFD, mvm_sys_userfaultfd_fn)(flags);
+	return r < 0 ? -errno : (int)r;
+}
+
+int
+mvm__uffd_ioctl(int fd, unsigned long req, void *arg)
+{
+	int e = should_fail(MVM_SYS_UFFD_IOCTL);
+
+	if (e)
+		return -e;
+	return CALL(MVM_SYS_UFFD_IOCTL, mvm_sys_uffd_ioctl_fn)(fd, req, arg) < 0 ? -errno : 0;
+}
+
+int
+mvm__memfd_create(const char *name, unsigned flags)
+{
+	int e = should_fail(MVM_SYS_MEMFD_CREATE);
+	int r;
+
+	if (e)
+		return -e;
+	r = CALL(MVM_SYS_MEMFD_CREATE, mvm_sys_memfd_create_fn)(name, flags);
+	return r < 0 ? -errno : r;
+}
+
+int
+mvm__ftruncate(int fd, off_t len)
+{
+	int e = should_fail(MVM_SYS_FTRUNCATE);
+
+	if (e)
+		return -e;
+	return CALL(MVM_SYS_FTRUNCATE, mvm_sys_ftruncate_fn)(fd, len) < 0 ? -errno : 0;
+}
+
+int
+mvm__fallocate(int fd, int mode, off_t off, off_t len)
+{
+	int e = should_fail(MVM_SYS_FALLOCATE);
+
+	if (e)
+		return -e;
+	return CALL(MVM_SYS_FALLOCATE, mvm_sys_fallocate_fn)(fd, mode, off, len) < 0 ? -errno : 0;
+}
+
+ssize_t
+mvm__pread(int fd, void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		int e = should_fail(MVM_SYS_PREAD);
+		ssize_t n;
+
+		if (e)
+			return -e;
+		n = CALL(MVM_SYS_PREAD, mvm_sys_pread_fn)(fd, (char *)buf + done, len - done,
+		    off + (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) {
+			memset((char *)buf + done, 0, len - done); /* past the end reads as zeros */
+			break;
+		}
+		done += (size_t)n;
+	}
+	return (ssize_t)len;
+}
+
+ssize_t
+mvm__pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		int e = should_fail(MVM_SYS_PWRITE);
+		ssize_t n;
+
+		if (e)
+			return -e;
+		n = CALL(MVM_SYS_PWRITE, mvm_sys_pwrite_fn)(fd, (const char *)buf + done, len - done,
+		    off + (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		done += (size_t)n;
+	}
+	return (ssize_t)len;
+}
+
+ssize_t
+mvm__read(int fd, void *buf, size_t len)
+{
+	int e = should_fail(MVM_SYS_READ);
+	ssize_t n;
+
+	if (e)
+		return -e;
+	n = CALL(MVM_SYS_READ, mvm_sys_read_fn)(fd, buf, len);
+	return n < 0 ? -errno : n;
+}
+
+int
+mvm__poll(struct pollfd *fds, unsigned long n, int timeout)
+{
+	int e = should_fail(MVM_SYS_POLL);
+	int r;
+
+	if (e)
+		return -e;
+	r = CALL(MVM_SYS_POLL, mvm_sys_poll_fn)(fds, n, timeout);
+	return r < 0 ? -errno : r;
+}
+
+int
+mvm__sigqueue_thread(pid_t tid, int sig, void *addr, void *value)
+{
+	siginfo_t si;
+	int e = should_fail(MVM_SYS_SIGQUEUE);
+
+	if (e)
+		return -e;
+	/*
+	 * Linux lets a thread send a signal with a kernel si_code (BUS_OBJERR) only to
+	 * itself, so this is an SI_QUEUE signal. si_addr and si_value do not overlap in
+	 * siginfo_t, so the receiver sees both; machvm's SIGBUS handler turns it into a
+	 * BUS_OBJERR signal for the program's handler.
+	 */
+	memset(&si, 0, sizeof(si));
+	si.si_signo = sig;
+	si.si_code = SI_QUEUE;
+	si.si_addr = addr;
+	si.si_value.sival_ptr = value;
+	return CALL(MVM_SYS_SIGQUEUE, mvm_sys_sigqueue_fn)(getpid(), tid, sig, &si) < 0 ? -errno : 0;
+}
+
+int
+mvm__sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	return sigaction(sig, act, old) < 0 ? -errno : 0;
+}
+
+void
+mvm__raise_default(int sig)
+{
+	struct sigaction dfl;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	(void)sigaction(sig, &dfl, NULL);
+	(void)syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), sig);
+}
+
+void
+mvm__close(int fd)
+{
+	if (fd >= 0)
+		(void)close(fd);
 }
 
 kern_return_t

@@ -59,6 +59,36 @@ int mvm__copy_checked(void *dst, const void *src, size_t len);
 int mvm__futex_wait(uint32_t *addr, uint32_t val, const struct timespec *abs_mono);
 void mvm__futex_wake(uint32_t *addr, int n);
 
+/* Files, userfaultfd, signals. Each returns the result or -errno. */
+typedef long mvm_sys_userfaultfd_fn(int flags);
+typedef int mvm_sys_uffd_ioctl_fn(int fd, unsigned long req, void *arg);
+typedef int mvm_sys_memfd_create_fn(const char *name, unsigned flags);
+typedef int mvm_sys_ftruncate_fn(int fd, off_t len);
+typedef int mvm_sys_fallocate_fn(int fd, int mode, off_t off, off_t len);
+typedef ssize_t mvm_sys_pread_fn(int fd, void *buf, size_t len, off_t off);
+typedef ssize_t mvm_sys_pwrite_fn(int fd, const void *buf, size_t len, off_t off);
+typedef ssize_t mvm_sys_read_fn(int fd, void *buf, size_t len);
+struct pollfd;
+typedef int mvm_sys_poll_fn(struct pollfd *fds, unsigned long n, int timeout);
+typedef int mvm_sys_sigqueue_fn(pid_t tgid, pid_t tid, int sig, void *siginfo);
+
+int mvm__userfaultfd(int flags);                           /* fd or -errno */
+int mvm__uffd_ioctl(int fd, unsigned long req, void *arg); /* 0 or -errno */
+int mvm__memfd_create(const char *name, unsigned flags);   /* fd or -errno */
+int mvm__ftruncate(int fd, off_t len);
+int mvm__fallocate(int fd, int mode, off_t off, off_t len);
+ssize_t mvm__pread(int fd, void *buf, size_t len, off_t off);  /* whole or -errno */
+ssize_t mvm__pwrite(int fd, const void *buf, size_t len, off_t off);
+ssize_t mvm__read(int fd, void *buf, size_t len);
+int mvm__poll(struct pollfd *fds, unsigned long n, int timeout);
+/* Queue signal `sig` (SI_QUEUE) with si_addr `addr` and si_value `value` to thread tid. */
+int mvm__sigqueue_thread(pid_t tid, int sig, void *addr, void *value);
+struct sigaction;
+int mvm__sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+/* Deliver `sig` to the calling thread with its default action (async-signal-safe). */
+void mvm__raise_default(int sig);
+void mvm__close(int fd);
+
 /* errno -> kern_return_t, the one conversion point. */
 kern_return_t mvm__kr_from_errno(int err);
 

@@ -16,6 +16,7 @@
 #include "ipc/ipc.h"
 #include "lib/lock.h"
 #include "sys/sys.h"
+#include "vm/vm_kern.h"
 
 struct region {
 	uintptr_t start, end;
@@ -219,6 +220,8 @@ vm_deallocate(vm_map_t task, vm_address_t address, vm_size_t size)
 	end = MVM_ROUND_PAGE(address + size);
 	if (end <= start || address + size < address)
 		return KERN_INVALID_ARGUMENT;
+	/* Mappings of memory objects in the range leave their objects first. */
+	mvm__vm_unmap_objects(start, end);
 	mvm_lock_acquire(&regions.lock);
 	r = untrack(start, end);
 	mvm_lock_release(&regions.lock);

@@ -1,0 +1,126 @@
+/*
+ * src/vm/vm_kern.h: the in-process kernel that maps memory objects.
+ *
+ * Contents: 1. pages  2. faults  3. cache objects  4. mappings  5. the kernel
+ *
+ * Each memory object mapped in this process has one cache object: a memfd holding its
+ * resident pages (so every mapping of the object shares them), Mach's page states, the
+ * control and name ports the manager talks to. Mappings are MAP_SHARED views of the
+ * memfd registered with one userfaultfd in MISSING | MINOR | WP modes, so the kernel
+ * decides every page table entry: a missing page becomes a data_request, a present page
+ * reaches a mapping only through UFFDIO_CONTINUE (write-protected unless it may be
+ * written and is already dirty), and the first write to a clean page is a write-protect
+ * fault that marks it dirty.
+ *
+ * Locking. vm.lock (rank MVM_LOCKRANK_VM) protects everything below marked (v). It is
+ * never held across a userfaultfd ioctl, a memfd read or write, or madvise: a page on
+ * which such an operation is under way is BUSY; faults that meet a busy page wait on the
+ * object's fault list and are looked at again when the page stops being busy, and the
+ * control thread waits on vm.cond. Messages to managers are sent with MACH_SEND_ALWAYS
+ * (never blocking; the IPC lock is a leaf), so they may be sent under vm.lock, which keeps
+ * them in the order the kernel decided them.
+ */
+#ifndef MVM_VM_VM_KERN_H
+#define MVM_VM_VM_KERN_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <mach/mach.h>
+#include <machvm/vm.h>
+#include "lib/lock.h"
+
+/* ---- 1. pages ------------------------------------------------------------------------ */
+
+enum mvm_page_state {
+	MVM_PAGE_ABSENT = 0,      /* not resident, nothing asked */
+	MVM_PAGE_REQUESTED,       /* data_request sent (busy + absent in Mach) */
+	MVM_PAGE_RESIDENT,        /* in the memfd */
+};
+
+#define MVM_PG_DIRTY    0x01
+#define MVM_PG_PRECIOUS 0x02
+#define MVM_PG_BUSY     0x04      /* an ioctl or memfd operation is under way */
+
+struct mvm_vpage {
+	uint8_t state;            /* (v) enum mvm_page_state */
+	uint8_t flags;            /* (v) MVM_PG_* */
+	uint8_t page_lock;        /* (v) accesses forbidden (vm_prot_t bits) */
+	uint8_t unlock_request;   /* (v) accesses already asked for with data_unlock */
+};
+
+/* ---- 2. faults ------------------------------------------------------------------------ */
+
+/* A thread blocked in a page fault that the kernel has not resolved yet. */
+struct mvm_fault {
+	struct mvm_fault *next;   /* (v) */
+	uintptr_t addr;           /* page-aligned faulting address */
+	pid_t tid;                /* the faulting thread */
+	uint64_t flags;           /* UFFD_PAGEFAULT_FLAG_* */
+	bool fail;                /* (v) the fault is to fail with SIGBUS */
+};
+
+/* ---- 3. cache objects ------------------------------------------------------------------ */
+
+struct mvm_vobject {
+	struct mvm_vobject *next;         /* (v) kernel's list */
+	mach_port_t pager;                /* (v) the object port (our send right), or a dead name */
+	mach_port_t control;              /* (v) receive right, member of the control set */
+	mach_port_t name_port;            /* (v) receive right */
+	int memfd;                        /* (c) */
+	size_t size;                      /* (v) bytes the memfd covers */
+	size_t npages;                    /* (v) entries in pages */
+	struct mvm_vpage *pages;          /* (v) */
+	bool ready;                       /* (v) ready or change_attributes arrived */
+	bool dead;                        /* (v) destroyed or manager died */
+	bool terminated;                  /* (v) terminate sent: ports gone */
+	bool may_cache;                   /* (v) */
+	memory_object_copy_strategy_t copy_strategy; /* (v) */
+	unsigned cluster;                 /* (v) pages per data_request */
+	unsigned mappings;                /* (v) */
+	unsigned users;                   /* (v) calls working on it with vm.lock dropped */
+	bool doomed;                      /* (v) to be freed when the last user leaves */
+	struct mvm_fault *faults;         /* (v) unresolved faults on this object */
+	struct mvm_vm_object_stats st;    /* (v) */
+};
+
+/* ---- 4. mappings ------------------------------------------------------------------------ */
+
+struct mvm_mapping {
+	struct mvm_mapping *next;         /* (v) kernel's list, by address */
+	uintptr_t start, end;             /* (v) */
+	vm_offset_t offset;               /* (v) object offset of start */
+	vm_prot_t prot;                   /* (c) */
+	struct mvm_vobject *obj;          /* (v) */
+};
+
+/* ---- 5. the kernel ------------------------------------------------------------------------ */
+
+struct mvm_vm {
+	struct mvm_lock lock;
+	pthread_cond_t cond;              /* a busy page stopped being busy */
+	int uffd;                         /* (c) after start */
+	uint64_t features;                /* (c) */
+	bool started;                     /* (v) */
+	kern_return_t start_error;        /* (v) */
+	char why[160];                    /* (v) why the kernel cannot run */
+	mach_port_t ctl_set;              /* (c) port set of control ports + notify port */
+	mach_port_t notify;               /* (c) receives dead-name notifications */
+	struct mvm_vobject *objects;      /* (v) */
+	struct mvm_mapping *maps;         /* (v) */
+	pthread_t fault_thread, control_thread;
+};
+
+extern struct mvm_vm mvm_vm;
+
+/* Entry points other layers use. */
+/* Unmap [start, end): drop any object mapping in it (the caller then munmaps). */
+void mvm__vm_unmap_objects(uintptr_t start, uintptr_t end);
+/* Names and ports the kernel keeps for itself (left out of the quiescence check). */
+void mvm__vm_reserved(uint64_t *names, uint64_t *ports, uint64_t *psets);
+/* Cache objects and object mappings alive (for the quiescence check). */
+void mvm__vm_alive(uint64_t *objects, uint64_t *mappings);
+
+#endif /* MVM_VM_VM_KERN_H */

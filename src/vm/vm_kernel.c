@@ -1,0 +1,1539 @@
+/*
+ * src/vm/vm_kernel.c: the in-process kernel: start-up, vm_map and unmapping, the fault
+ * path, and the control port server (the manager-to-kernel calls).
+ *
+ * Contents: 1. start-up  2. objects and mappings  3. deferred page work  4. the fault
+ *           path  5. manager-to-kernel calls  6. termination and death  7. vm_map and
+ *           unmapping  8. statistics
+ *
+ * See vm_kern.h for the model and the locking rule. The two kernel threads are the fault
+ * thread (reads the userfaultfd) and the control thread (serves every control port and
+ * the kernel's notify port through one port set, one message at a time, so a manager's
+ * calls take effect in the order it sent them). Both resolve faults; neither ever waits
+ * for a manager.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <mach/mach.h>
+#include <mach/notify.h>
+#include <machvm/ipc.h>
+#include <machvm/memory_object.h>
+#include <machvm/vm.h>
+#include "sys/sys.h"
+#include "sys/uffd_compat.h"
+#include "vm/vm_kern.h"
+
+struct mvm_vm mvm_vm;
+
+#define PS ((size_t)mvm__page_size())
+#define DATA_RETURN_MAX 32      /* pages per data_return, as GNU's DATA_WRITE_MAX */
+#define CLUSTER_MAX 64
+
+static const uint64_t needed_features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM |
+    UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+
+static void *fault_thread_main(void *arg);
+
+/*
+ * SIGBUS for a failed page. A thread cannot be sent a signal with a kernel si_code by
+ * another thread, so the fault thread queues an SI_QUEUE SIGBUS whose si_value points at
+ * mvm_sigbus_tag; machvm's handler (installed when the kernel starts) turns it into
+ * si_code BUS_OBJERR, si_addr the faulting address, and passes it to the handler the
+ * program had installed, or to the default action. Other SIGBUS signals go through
+ * unchanged.
+ */
+static const char mvm_sigbus_tag = 0;
+static struct sigaction saved_sigbus;
+
+static void
+sigbus_handler(int sig, siginfo_t *si, void *uctx)
+{
+	siginfo_t info = *si;
+	const struct sigaction *prev = &saved_sigbus;
+
+	if (si->si_code == SI_QUEUE && si->si_value.sival_ptr == (void *)&mvm_sigbus_tag) {
+		void *addr = si->si_addr;
+
+		memset(&info, 0, sizeof(info));
+		info.si_signo = SIGBUS;
+		info.si_code = BUS_OBJERR;
+		info.si_addr = addr;
+	}
+	if (prev->sa_flags & SA_SIGINFO) {
+		prev->sa_sigaction(sig, &info, uctx);
+	} else if (prev->sa_handler == SIG_IGN) {
+		return;
+	} else if (prev->sa_handler == SIG_DFL) {
+		if (si->si_code == SI_QUEUE)
+			mvm__raise_default(sig); /* our signal: the default action, now */
+		else
+			mvm__raise_default(sig); /* a kernel one comes back with the default too */
+	} else {
+		prev->sa_handler(sig);
+	}
+}
+
+static void
+install_sigbus(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = sigbus_handler;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	(void)mvm__sigaction(SIGBUS, &sa, &saved_sigbus);
+}
+static void *control_thread_main(void *arg);
+
+/* ---- 1. start-up ------------------------------------------------------------------------ */
+
+static pthread_once_t vm_once = PTHREAD_ONCE_INIT;
+
+static void
+vm_init_once(void)
+{
+	mvm_lock_init(&mvm_vm.lock, MVM_LOCKRANK_VM, "vm");
+	pthread_cond_init(&mvm_vm.cond, NULL);
+	mvm_vm.uffd = -1;
+}
+
+static int
+open_uffd(char *why, size_t len)
+{
+	int fd = mvm__userfaultfd(O_CLOEXEC | O_NONBLOCK);
+
+	if (fd == -EPERM || fd == -EACCES) {
+		/* Without privilege: /dev/userfaultfd (6.1+), if its mode lets us. */
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+			fd = fd < 0 ? -errno : fd;
+			close(dev);
+		}
+	}
+	if (fd < 0)
+		snprintf(why, len, "userfaultfd is not available here (%s)", strerror(-fd));
+	return fd;
+}
+
+/* Start the kernel if it is not running. Under vm.lock. */
+static kern_return_t
+vm_start(void)
+{
+	struct uffdio_api api;
+	int fd, r;
+	kern_return_t kr;
+
+	if (mvm_vm.started)
+		return KERN_SUCCESS;
+	if (mvm_vm.start_error != KERN_SUCCESS)
+		return mvm_vm.start_error;
+	mvm_vm.start_error = KERN_FAILURE;
+	if ((fd = open_uffd(mvm_vm.why, sizeof(mvm_vm.why))) < 0)
+		return KERN_FAILURE;
+	memset(&api, 0, sizeof(api));
+	api.api = UFFD_API;
+	if ((r = mvm__uffd_ioctl(fd, UFFDIO_API, &api)) != 0) {
+		snprintf(mvm_vm.why, sizeof(mvm_vm.why), "UFFDIO_API failed (%s)", strerror(-r));
+		mvm__close(fd);
+		return KERN_FAILURE;
+	}
+	if ((api.features & needed_features) != needed_features) {
+		snprintf(mvm_vm.why, sizeof(mvm_vm.why),
+		    "userfaultfd lacks features 0x%llx (shmem MISSING/MINOR/WP, thread id)",
+		    (unsigned long long)(needed_features & ~api.features));
+		mvm__close(fd);
+		return KERN_FAILURE;
+	}
+	/* A probe call fixes the API; a fresh descriptor takes the features we use. */
+	mvm__close(fd);
+	if ((fd = open_uffd(mvm_vm.why, sizeof(mvm_vm.why))) < 0)
+		return KERN_FAILURE;
+	memset(&api, 0, sizeof(api));
+	api.api = UFFD_API;
+	api.features = needed_features;
+	if ((r = mvm__uffd_ioctl(fd, UFFDIO_API, &api)) != 0) {
+		snprintf(mvm_vm.why, sizeof(mvm_vm.why), "UFFDIO_API failed (%s)", strerror(-r));
+		mvm__close(fd);
+		return KERN_FAILURE;
+	}
+	mvm_vm.uffd = fd;
+	mvm_vm.features = api.features;
+	if ((kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_PORT_SET, &mvm_vm.ctl_set)) ||
+	    (kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &mvm_vm.notify)) ||
+	    (kr = mach_port_move_member(mach_task_self(), mvm_vm.notify, mvm_vm.ctl_set))) {
+		snprintf(mvm_vm.why, sizeof(mvm_vm.why), "cannot allocate the kernel's ports (%s)",
+		    mvm_errname(kr));
+		return KERN_RESOURCE_SHORTAGE;
+	}
+	install_sigbus();
+	if (pthread_create(&mvm_vm.fault_thread, NULL, fault_thread_main, NULL) != 0 ||
+	    pthread_create(&mvm_vm.control_thread, NULL, control_thread_main, NULL) != 0) {
+		snprintf(mvm_vm.why, sizeof(mvm_vm.why), "cannot start the kernel's threads");
+		return KERN_RESOURCE_SHORTAGE;
+	}
+	mvm_vm.started = true;
+	mvm_vm.start_error = KERN_SUCCESS;
+	return KERN_SUCCESS;
+}
+
+kern_return_t
+mvm_vm_available(char *buf, size_t len)
+{
+	kern_return_t kr;
+
+	pthread_once(&vm_once, vm_init_once);
+	mvm_lock_acquire(&mvm_vm.lock);
+	kr = vm_start();
+	if (kr != KERN_SUCCESS && buf != NULL && len > 0)
+		snprintf(buf, len, "%s", mvm_vm.why);
+	mvm_lock_release(&mvm_vm.lock);
+	return kr;
+}
+
+void
+mvm__vm_reserved(uint64_t *names, uint64_t *ports, uint64_t *psets)
+{
+	*names = *ports = *psets = 0;
+	if (__atomic_load_n(&mvm_vm.started, __ATOMIC_ACQUIRE)) {
+		*names = 2;
+		*ports = 1;
+		*psets = 1;
+	}
+}
+
+void
+mvm__vm_alive(uint64_t *objects, uint64_t *mappings)
+{
+	*objects = *mappings = 0;
+	pthread_once(&vm_once, vm_init_once);
+	mvm_lock_acquire(&mvm_vm.lock);
+	for (struct mvm_vobject *o = mvm_vm.objects; o != NULL; o = o->next)
+		(*objects)++;
+	for (struct mvm_mapping *m = mvm_vm.maps; m != NULL; m = m->next)
+		(*mappings)++;
+	mvm_lock_release(&mvm_vm.lock);
+}
+
+/* ---- 2. objects and mappings ---------------------------------------------------------- */
+
+static struct mvm_vobject *
+obj_by_pager(mach_port_t pager)
+{
+	for (struct mvm_vobject *o = mvm_vm.objects; o != NULL; o = o->next)
+		if (o->pager == pager)
+			return o;
+	return NULL;
+}
+
+static struct mvm_vobject *
+obj_by_control(mach_port_t ctl)
+{
+	for (struct mvm_vobject *o = mvm_vm.objects; o != NULL; o = o->next)
+		if (!o->terminated && o->control == ctl)
+			return o;
+	return NULL;
+}
+
+static struct mvm_mapping *
+map_lookup(uintptr_t addr)
+{
+	for (struct mvm_mapping *m = mvm_vm.maps; m != NULL; m = m->next)
+		if (addr >= m->start && addr < m->end)
+			return m;
+	return NULL;
+}
+
+static void free_object(struct mvm_vobject *o);
+
+/* Keep o alive across a dropped vm.lock. Under vm.lock. */
+static void
+obj_hold(struct mvm_vobject *o)
+{
+	o->users++;
+}
+
+static void
+obj_release(struct mvm_vobject *o)
+{
+	if (--o->users == 0 && o->doomed)
+		free_object(o);
+}
+
+/* Make the object cover `size` bytes. Under vm.lock. */
+static kern_return_t
+obj_grow(struct mvm_vobject *o, size_t size)
+{
+	size_t n = (size + PS - 1) / PS;
+	struct mvm_vpage *p;
+	int r;
+
+	if (n <= o->npages)
+		return KERN_SUCCESS;
+	if ((r = mvm__ftruncate(o->memfd, (off_t)(n * PS))) != 0)
+		return mvm__kr_from_errno(r);
+	if ((p = mvm__realloc(o->pages, n * sizeof(*p))) == NULL)
+		return KERN_RESOURCE_SHORTAGE;
+	memset(&p[o->npages], 0, (n - o->npages) * sizeof(*p));
+	o->pages = p;
+	o->npages = n;
+	o->size = n * PS;
+	return KERN_SUCCESS;
+}
+
+/* ---- 3. deferred page work -------------------------------------------------------------
+ *
+ * Resolving a fault needs an ioctl, which may not run under vm.lock. The decision is made
+ * under the lock, the page is marked BUSY, and the work runs after the lock is dropped;
+ * then the page stops being busy and the faults that met it are looked at again.
+ */
+
+enum work_kind {
+	W_NONE,
+	W_CONTINUE,       /* map the page (present in the memfd) at addr */
+	W_UNPROTECT,      /* lift write protection at addr (wakes the writer) */
+	W_WAKE,           /* let the thread fault again */
+	W_SIGBUS,         /* the fault fails: SIGBUS to the thread */
+};
+
+struct work {
+	enum work_kind kind;
+	uintptr_t addr;
+	bool wp;
+	pid_t tid;
+	struct mvm_vobject *obj;  /* page to un-busy afterwards, or NULL */
+	size_t pg;
+};
+
+struct fault_queue {
+	struct mvm_fault *head, *tail;
+};
+
+static void
+fq_push(struct fault_queue *q, struct mvm_fault *f)
+{
+	f->next = NULL;
+	if (q->tail != NULL)
+		q->tail->next = f;
+	else
+		q->head = f;
+	q->tail = f;
+}
+
+static struct mvm_fault *
+fq_pop(struct fault_queue *q)
+{
+	struct mvm_fault *f = q->head;
+
+	if (f != NULL) {
+		q->head = f->next;
+		if (q->head == NULL)
+			q->tail = NULL;
+	}
+	return f;
+}
+
+/* Move the parked faults of page pg (or of every page, pg == SIZE_MAX) to q. */
+static void
+unpark(struct mvm_vobject *o, size_t pg, struct fault_queue *q)
+{
+	struct mvm_fault **pp = &o->faults;
+
+	while (*pp != NULL) {
+		struct mvm_fault *f = *pp;
+		struct mvm_mapping *m = map_lookup(f->addr);
+		size_t fpg = m != NULL ? (m->offset + (f->addr - m->start)) / PS : SIZE_MAX;
+
+		if (pg == SIZE_MAX || fpg == pg || m == NULL) {
+			*pp = f->next;
+			fq_push(q, f);
+		} else {
+			pp = &f->next;
+		}
+	}
+}
+
+static void
+park(struct mvm_vobject *o, struct mvm_fault *f)
+{
+	f->next = o->faults;
+	o->faults = f;
+}
+
+static void
+uffd_range(unsigned long req, uintptr_t addr, size_t len, uint64_t mode)
+{
+	int r;
+
+	switch (req) {
+	case UFFDIO_WAKE: {
+		struct uffdio_range rg = { addr, len };
+
+		(void)mvm__uffd_ioctl(mvm_vm.uffd, UFFDIO_WAKE, &rg);
+		return;
+	}
+	case UFFDIO_WRITEPROTECT: {
+		struct uffdio_writeprotect wp = { { addr, len }, mode };
+
+		if ((r = mvm__uffd_ioctl(mvm_vm.uffd, UFFDIO_WRITEPROTECT, &wp)) != 0 && mode == 0)
+			uffd_range(UFFDIO_WAKE, addr, len, 0);
+		return;
+	}
+	case UFFDIO_CONTINUE: {
+		struct uffdio_continue c = { { addr, len }, mode, 0 };
+
+		r = mvm__uffd_ioctl(mvm_vm.uffd, UFFDIO_CONTINUE, &c);
+		if (r == -EEXIST) {
+			/* Already mapped (a duplicate fault): set the protection we decided. */
+			uffd_range(UFFDIO_WRITEPROTECT, addr, len,
+			    (mode & UFFDIO_CONTINUE_MODE_WP) ? UFFDIO_WRITEPROTECT_MODE_WP : 0);
+			uffd_range(UFFDIO_WAKE, addr, len, 0);
+		} else if (r != 0) {
+			/* The page went away meanwhile: the thread faults again. */
+			uffd_range(UFFDIO_WAKE, addr, len, 0);
+		}
+		return;
+	}
+	}
+}
+
+static void
+do_work(const struct work *w)
+{
+	switch (w->kind) {
+	case W_CONTINUE:
+		uffd_range(UFFDIO_CONTINUE, w->addr, PS, w->wp ? UFFDIO_CONTINUE_MODE_WP : 0);
+		break;
+	case W_UNPROTECT:
+		uffd_range(UFFDIO_WRITEPROTECT, w->addr, PS, 0);
+		break;
+	case W_WAKE:
+		uffd_range(UFFDIO_WAKE, w->addr, PS, 0);
+		break;
+	case W_SIGBUS:
+		/* The signal is pending when the thread is woken, so it is delivered at the
+		 * faulting instruction; if the handler returns, the access asks again. */
+		(void)mvm__sigqueue_thread(w->tid, SIGBUS, (void *)w->addr, (void *)&mvm_sigbus_tag);
+		uffd_range(UFFDIO_WAKE, w->addr, PS, 0);
+		break;
+	case W_NONE:
+		break;
+	}
+}
+
+static void send_request(struct mvm_vobject *o, size_t pg, bool write);
+static void fail_faults(struct mvm_vobject *o, size_t first, size_t last, struct fault_queue *q);
+
+/*
+ * Decide what to do with a fault. Under vm.lock. Either parks it (it waits for the
+ * manager or for a busy page), or fills *w with work to do unlocked (freeing f).
+ */
+static void
+dispatch(struct mvm_fault *f, struct work *w)
+{
+	struct mvm_mapping *m = map_lookup(f->addr);
+	struct mvm_vobject *o;
+	struct mvm_vpage *p;
+	size_t pg;
+	bool write = (f->flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
+	vm_prot_t need = write ? VM_PROT_WRITE : VM_PROT_READ;
+
+	memset(w, 0, sizeof(*w));
+	w->addr = f->addr;
+	w->tid = f->tid;
+	if (f->fail) {
+		w->kind = W_SIGBUS;
+		mvm__free(f);
+		return;
+	}
+	if (m == NULL) {
+		/* Unmapped meanwhile: let it fault again (and get SIGSEGV). */
+		w->kind = W_WAKE;
+		mvm__free(f);
+		return;
+	}
+	o = m->obj;
+	pg = (m->offset + (f->addr - m->start)) / PS;
+	p = &o->pages[pg];
+	if (o->dead && p->state != MVM_PAGE_RESIDENT) {
+		w->kind = W_SIGBUS;
+		mvm__free(f);
+		return;
+	}
+	if (!o->ready || (p->flags & MVM_PG_BUSY)) {
+		park(o, f);
+		return;
+	}
+	switch (p->state) {
+	case MVM_PAGE_ABSENT:
+		send_request(o, pg, write);
+		park(o, f);
+		return;
+	case MVM_PAGE_REQUESTED:
+		park(o, f);
+		return;
+	}
+	if ((need & p->page_lock) != 0) {
+		/* Forbidden by the page lock: ask the manager, cumulatively, once. */
+		if ((p->unlock_request & need) != need) {
+			p->unlock_request |= need;
+			o->st.data_unlocks++;
+			(void)mvm_mo_send_data_unlock(o->pager, o->control, pg * PS, PS,
+			    p->unlock_request);
+		}
+		park(o, f);
+		return;
+	}
+	w->obj = o;
+	w->pg = pg;
+	p->flags |= MVM_PG_BUSY;
+	if (f->flags & UFFD_PAGEFAULT_FLAG_WP) {
+		p->flags |= MVM_PG_DIRTY;
+		w->kind = W_UNPROTECT;
+	} else {
+		if (write)
+			p->flags |= MVM_PG_DIRTY;
+		w->kind = W_CONTINUE;
+		w->wp = !(p->flags & MVM_PG_DIRTY) || (p->page_lock & VM_PROT_WRITE);
+	}
+	mvm__free(f);
+}
+
+/*
+ * Run faults until none is left with work: dispatch under the lock, work unlocked, and
+ * look again at the faults a busy page held up. Called and returns with vm.lock held.
+ */
+static void
+run_faults(struct fault_queue *q)
+{
+	struct mvm_fault *f;
+
+	while ((f = fq_pop(q)) != NULL) {
+		struct work w;
+
+		dispatch(f, &w);
+		if (w.kind == W_NONE)
+			continue;
+		mvm_lock_release(&mvm_vm.lock);
+		do_work(&w);
+		mvm_lock_acquire(&mvm_vm.lock);
+		if (w.obj != NULL) {
+			w.obj->pages[w.pg].flags &= ~MVM_PG_BUSY;
+			unpark(w.obj, w.pg, q);
+			pthread_cond_broadcast(&mvm_vm.cond);
+		}
+	}
+}
+
+/* Wait until page pg of o is not busy. Under vm.lock (released while waiting). */
+static void
+wait_not_busy(struct mvm_vobject *o, size_t pg)
+{
+	while (pg < o->npages && (o->pages[pg].flags & MVM_PG_BUSY))
+		pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+}
+
+/* ---- 4. the fault path ------------------------------------------------------------------ */
+
+static void
+send_request(struct mvm_vobject *o, size_t pg, bool write)
+{
+	size_t n = 1;
+
+	/* A cluster: the following absent pages, up to the object's setting. */
+	while (n < o->cluster && pg + n < o->npages && o->pages[pg + n].state == MVM_PAGE_ABSENT &&
+	    !(o->pages[pg + n].flags & MVM_PG_BUSY))
+		n++;
+	for (size_t i = 0; i < n; i++)
+		o->pages[pg + i].state = MVM_PAGE_REQUESTED;
+	o->st.data_requests++;
+	o->st.pages_requested += n;
+	(void)mvm_mo_send_data_request(o->pager, o->control, pg * PS, n * PS,
+	    write ? VM_PROT_READ | VM_PROT_WRITE : VM_PROT_READ);
+}
+
+static void
+handle_fault_msg(const struct uffd_msg *msg, struct fault_queue *q)
+{
+	struct mvm_fault *f;
+	struct mvm_mapping *m;
+
+	if (msg->event != UFFD_EVENT_PAGEFAULT)
+		return;
+	f = mvm__malloc(sizeof(*f));
+	if (f == NULL) {
+		/* No memory to remember it: let the thread fault again later. */
+		uffd_range(UFFDIO_WAKE, msg->arg.pagefault.address & ~(PS - 1), PS, 0);
+		return;
+	}
+	f->addr = msg->arg.pagefault.address & ~(uintptr_t)(PS - 1);
+	f->flags = msg->arg.pagefault.flags;
+	f->tid = (pid_t)msg->arg.pagefault.feat.ptid;
+	if ((m = map_lookup(f->addr)) != NULL)
+		m->obj->st.faults++;
+	fq_push(q, f);
+}
+
+static void *
+fault_thread_main(void *arg)
+{
+	struct uffd_msg msgs[64];
+
+	(void)arg;
+	for (;;) {
+		struct pollfd pfd = { .fd = mvm_vm.uffd, .events = POLLIN };
+		struct fault_queue q = { NULL, NULL };
+		ssize_t n;
+
+		if (mvm__poll(&pfd, 1, -1) < 0)
+			continue;
+		n = mvm__read(mvm_vm.uffd, msgs, sizeof(msgs));
+		if (n <= 0)
+			continue;
+		mvm_lock_acquire(&mvm_vm.lock);
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			handle_fault_msg(&msgs[i], &q);
+		run_faults(&q);
+		mvm_lock_release(&mvm_vm.lock);
+	}
+	return NULL;
+}
+
+/* ---- 5. manager-to-kernel calls --------------------------------------------------------- */
+
+static kern_return_t
+k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, vm_offset_t off,
+    vm_offset_t data, mach_msg_type_number_t count, vm_prot_t lock_value, boolean_t precious,
+    mach_port_t reply, mach_msg_type_name_t reply_type)
+{
+	struct mvm_vobject *o;
+	struct fault_queue q = { NULL, NULL };
+	kern_return_t result = KERN_SUCCESS;
+	vm_offset_t err_off = 0;
+	size_t first, n, k = 0;
+	ssize_t wr;
+
+	(void)ctx;
+	(void)seqno;
+	if ((off & (PS - 1)) != 0 || (count % PS) != 0 || (lock_value & ~VM_PROT_ALL) != 0)
+		return KERN_INVALID_ARGUMENT;
+	mvm_lock_acquire(&mvm_vm.lock);
+	if ((o = obj_by_control(ctl)) == NULL || o->dead) {
+		mvm_lock_release(&mvm_vm.lock);
+		return KERN_INVALID_ARGUMENT;
+	}
+	first = off / PS;
+	n = count / PS;
+	o->st.data_supplies++;
+	if (n > 0 && obj_grow(o, off + count) != KERN_SUCCESS) {
+		mvm_lock_release(&mvm_vm.lock);
+		return KERN_RESOURCE_SHORTAGE;
+	}
+	/* Take pages until one is resident: the rest is dropped (Mach's rule). */
+	for (k = 0; k < n; k++) {
+		wait_not_busy(o, first + k);
+		if (o->pages[first + k].state == MVM_PAGE_RESIDENT) {
+			result = KERN_MEMORY_PRESENT;
+			err_off = off + k * PS;
+			break;
+		}
+		o->pages[first + k].flags |= MVM_PG_BUSY;
+	}
+	obj_hold(o);
+	mvm_lock_release(&mvm_vm.lock);
+	wr = k > 0 ? mvm__pwrite(o->memfd, (void *)data, k * PS, (off_t)off) : 0;
+	mvm_lock_acquire(&mvm_vm.lock);
+	for (size_t i = 0; i < k; i++) {
+		struct mvm_vpage *p = &o->pages[first + i];
+
+		p->flags &= ~MVM_PG_BUSY;
+		if (wr < 0) {
+			p->state = MVM_PAGE_ABSENT;
+			continue;
+		}
+		p->state = MVM_PAGE_RESIDENT;
+		p->flags = precious ? MVM_PG_PRECIOUS : 0;
+		p->page_lock = (uint8_t)lock_value;
+		p->unlock_request = 0;
+		o->st.resident++;
+	}
+	if (wr < 0) {
+		/* The memfd refused the data (no memory): the waiting faults fail. */
+		fail_faults(o, first, first + k, &q);
+		result = KERN_RESOURCE_SHORTAGE;
+		err_off = off;
+	} else {
+		o->st.pages_supplied += k;
+		o->st.bytes_in += k * PS;
+		for (size_t i = 0; i < k; i++)
+			unpark(o, first + i, &q);
+	}
+	pthread_cond_broadcast(&mvm_vm.cond);
+	run_faults(&q);
+	if (MACH_PORT_VALID(reply) && !o->terminated)
+		(void)mvm_mo_send_supply_completed(reply, reply_type, o->control, off, count, result,
+		    err_off);
+	else if (MACH_PORT_VALID(reply))
+		(void)mach_port_deallocate(mach_task_self(), reply);
+	obj_release(o);
+	mvm_lock_release(&mvm_vm.lock);
+	(void)vm_deallocate(mach_task_self(), data, count);
+	return KERN_SUCCESS;
+}
+
+static kern_return_t
+k_data_unavailable(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno,
+    vm_offset_t off, vm_size_t size)
+{
+	struct mvm_vobject *o;
+	struct fault_queue q = { NULL, NULL };
+	size_t first, last;
+
+	(void)ctx;
+	(void)seqno;
+	mvm_lock_acquire(&mvm_vm.lock);
+	if ((o = obj_by_control(ctl)) == NULL || o->dead) {
+		mvm_lock_release(&mvm_vm.lock);
+		return KERN_INVALID_ARGUMENT;
+	}
+	first = off / PS;
+	last = size == 0 ? first : (off + size + PS - 1) / PS;
+	if (last > o->npages)
+		last = o->npages;
+	obj_hold(o);
+	for (size_t pg = first; pg < last; pg++) {
+		struct mvm_vpage *p = &o->pages[pg];
+		int r;
+
+		/* Only requested pages: others are not affected (Mach's rule). */
+		if (p->state != MVM_PAGE_REQUESTED || (p->flags & MVM_PG_BUSY))
+			continue;
+		p->flags |= MVM_PG_BUSY;
+		mvm_lock_release(&mvm_vm.lock);
+		r = mvm__fallocate(o->memfd, 0, (off_t)(pg * PS), (off_t)PS);
+		mvm_lock_acquire(&mvm_vm.lock);
+		p->flags &= ~MVM_PG_BUSY;
+		if (r != 0) {
+			p->state = MVM_PAGE_ABSENT;
+			continue;
+		}
+		p->state = MVM_PAGE_RESIDENT;
+		p->flags = 0;
+		p->page_lock = VM_PROT_NONE;
+		p->unlock_request = 0;
+		o->st.unavailable++;
+		o->st.resident++;
+		unpark(o, pg, &q);
+	}
+	pthread_cond_broadcast(&mvm_vm.cond);
+	run_faults(&q);
+	obj_release(o);
+	mvm_lock_release(&mvm_vm.lock);
+	return KERN_SUCCESS;
+}
+
+/*
+ * Fail the faults parked on the pages of [first, last) of o (or all, last = SIZE_MAX):
+ * they move to q marked to fail, and run_faults() signals them with the lock dropped.
+ */
+static void
+fail_faults(struct mvm_vobject *o, size_t first, size_t last, struct fault_queue *q)
+{
+	struct fault_queue fq = { NULL, NULL };
+	struct mvm_fault *f;
+
+	if (last == SIZE_MAX)
+		unpark(o, SIZE_MAX, &fq);
+	else
+		for (size_t pg = first; pg < last; pg++)
+			unpark(o, pg, &fq);
+	while ((f = fq_pop(&fq)) != NULL) {
+		f->fail = true;
+		fq_push(q, f);
+	}
+}
+
+static kern_return_t
+k_data_error(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, vm_offset_t off,
+    vm_size_t size, kern_return_t error_value)
+{
+	struct mvm_vobject *o;
+	struct fault_queue q = { NULL, NULL };
+	size_t first, last;
+
+	(void)ctx;
+	(void)seqno;
+	(void)error_value;
+	mvm_lock_acquire(&mvm_vm.lock);
+	if ((o = obj_by_control(ctl)) == NULL || o->dead) {
+		mvm_lock_release(&mvm_vm.lock);
+		return KERN_INVALID_ARGUMENT;
+	}
+	first = off / PS;
+	last = (off + size + PS - 1) / PS;
+	if (last > o->npages)
+		last = o->npages;
+	for (size_t pg = first; pg < last; pg++) {
+		if (o->pages[pg].state != MVM_PAGE_REQUESTED)
+			continue;
+		/* Only the threads waiting now see the error; a later access asks again. */
+		o->pages[pg].state = MVM_PAGE_ABSENT;
+		o->st.errors++;
+		fail_faults(o, pg, pg + 1, &q);
+	}
+	run_faults(&q);
+	mvm_lock_release(&mvm_vm.lock);
+	return KERN_SUCCESS;
+}
+
+/*
+ * Send the pages [pg, pg + n) of o, read into buf, as one data_return. The IPC layer
+ * copies buf into the message (nothing here may call vm_deallocate, which takes vm.lock).
+ */
+static void
+send_return(struct mvm_vobject *o, size_t pg, size_t n, bool dirty, bool kernel_copy,
+    const void *buf)
+{
+	o->st.data_returns++;
+	o->st.pages_returned += n;
+	o->st.bytes_out += n * PS;
+	(void)mvm_mo_send_data_return(o->pager, o->control, pg * PS, (vm_offset_t)buf,
+	    (mach_msg_type_number_t)(n * PS), FALSE, dirty, kernel_copy);
+}
+
+enum lock_action { LA_NONE, LA_CLEAN, LA_RETURN };
+
+static kern_return_t
+k_lock_request(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, vm_offset_t off,
+    vm_size_t size, memory_object_return_t should_return, boolean_t should_flush,
+    vm_prot_t lock_value, mach_port_t reply, mach_msg_type_name_t reply_type)
+{
+	struct mvm_vobject *o;
+	struct fault_queue q = { NULL, NULL };
+	size_t first, last, pg;
+	void *buf;
+
+	(void)ctx;
+	(void)seqno;
+	if ((lock_value & ~VM_PROT_ALL) != 0 && lock_value != VM_PROT_NO_CHANGE)
+		return KERN_INVALID_ARGUMENT;
+	if (should_return < MEMORY_OBJECT_RETURN_NONE || should_return > MEMORY_OBJECT_RETURN_ALL)
+		return KERN_INVALID_ARGUMENT;
+	if ((buf = mvm__malloc(DATA_RETURN_MAX * PS)) == NULL)
+		return KERN_RESOURCE_SHORTAGE;
+	mvm_lock_acquire(&mvm_vm.lock);
+	if ((o = obj_by_control(ctl)) == NULL) {
+		mvm_lock_release(&mvm_vm.lock);
+		mvm__free(buf);
+		return KERN_INVALID_ARGUMENT;
+	}
+	o->st.lock_requests++;
+	obj_hold(o);
+	first = off / PS;
+	last = (off + size + PS - 1) / PS;
+	if (last > o->npages)
+		last = o->npages;
+	for (pg = first; pg < last;) {
+		struct mvm_vpage *p = &o->pages[pg];
+		enum lock_action act = LA_NONE;
+		vm_prot_t newlock = should_flush ? VM_PROT_ALL : lock_value;
+		bool wp, zap, read, punch, dirty;
+		size_t n;
+
+		wait_not_busy(o, pg);
+		if (p->state != MVM_PAGE_RESIDENT) {
+			pg++; /* absent or requested: counts as done */
+			continue;
+		}
+		if (should_return != MEMORY_OBJECT_RETURN_NONE) {
+			if (p->flags & MVM_PG_DIRTY)
+				act = LA_CLEAN;
+			else if ((p->flags & MVM_PG_PRECIOUS) && should_return == MEMORY_OBJECT_RETURN_ALL)
+				act = LA_RETURN;
+		}
+		dirty = act == LA_CLEAN;
+		read = act != LA_NONE;
+		punch = should_flush;
+		wp = read && !should_flush;
+		if (!should_flush && lock_value != VM_PROT_NO_CHANGE && (lock_value & VM_PROT_WRITE))
+			wp = true;
+		zap = !should_flush && lock_value != VM_PROT_NO_CHANGE && (lock_value & VM_PROT_READ) &&
+		    !(p->page_lock & VM_PROT_READ);
+		if (read && should_flush)
+			wp = true; /* stop writers before the contents are read */
+		/* A run of following pages that need exactly the same. */
+		for (n = 1; n < DATA_RETURN_MAX && pg + n < last; n++) {
+			struct mvm_vpage *r = &o->pages[pg + n];
+			enum lock_action ra = LA_NONE;
+
+			if (r->state != MVM_PAGE_RESIDENT || (r->flags & MVM_PG_BUSY))
+				break;
+			if (should_return != MEMORY_OBJECT_RETURN_NONE) {
+				if (r->flags & MVM_PG_DIRTY)
+					ra = LA_CLEAN;
+				else if ((r->flags & MVM_PG_PRECIOUS) &&
+				    should_return == MEMORY_OBJECT_RETURN_ALL)
+					ra = LA_RETURN;
+			}
+			if (ra != act || (zap && (r->page_lock & VM_PROT_READ)))
+				break;
+		}
+		for (size_t i = 0; i < n; i++)
+			o->pages[pg + i].flags |= MVM_PG_BUSY;
+		if (wp || zap || read || punch) {
+			struct { uintptr_t a, len; } rg[64];
+			size_t nr = 0;
+			vm_offset_t lo = pg * PS, hi = (pg + n) * PS;
+
+			/* The mapped ranges of these pages. They cannot be unmapped while the
+			 * pages are busy (unmapping waits), so the addresses stay valid. */
+			for (struct mvm_mapping *m = mvm_vm.maps; m != NULL && nr < 64; m = m->next) {
+				vm_offset_t mlo = m->offset, mhi = m->offset + (m->end - m->start);
+				vm_offset_t a = lo > mlo ? lo : mlo, b = hi < mhi ? hi : mhi;
+
+				if (m->obj != o || a >= b)
+					continue;
+				rg[nr].a = m->start + (a - m->offset);
+				rg[nr].len = b - a;
+				nr++;
+			}
+			obj_hold(o);
+			mvm_lock_release(&mvm_vm.lock);
+			for (size_t i = 0; i < nr; i++) {
+				if (wp)
+					uffd_range(UFFDIO_WRITEPROTECT, rg[i].a, rg[i].len,
+					    UFFDIO_WRITEPROTECT_MODE_WP);
+				if (zap)
+					(void)mvm__madvise((void *)rg[i].a, rg[i].len, MADV_DONTNEED);
+			}
+			if (read && mvm__pread(o->memfd, buf, n * PS, (off_t)(pg * PS)) < 0)
+				read = false; /* cannot read: keep the pages (dirty stays dirty) */
+			if (punch)
+				(void)mvm__fallocate(o->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				    (off_t)(pg * PS), (off_t)(n * PS));
+			mvm_lock_acquire(&mvm_vm.lock);
+			obj_release(o);
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct mvm_vpage *r = &o->pages[pg + i];
+
+			r->flags &= ~MVM_PG_BUSY;
+			if (read)
+				r->flags &= ~MVM_PG_DIRTY;
+			if (punch) {
+				r->state = MVM_PAGE_ABSENT;
+				r->flags = 0;
+				r->page_lock = 0;
+				o->st.resident--;
+			} else if (newlock != VM_PROT_NO_CHANGE) {
+				r->page_lock = (uint8_t)newlock;
+			}
+			/* Whatever the answer, threads waiting for an unlock look again (a
+			 * NO_CHANGE answer must not leave them stuck, unlike GNU Mach). */
+			r->unlock_request = 0;
+			unpark(o, pg + i, &q);
+		}
+		if (read && act != LA_NONE && !o->dead)
+			send_return(o, pg, n, dirty, !should_flush, buf);
+		pthread_cond_broadcast(&mvm_vm.cond);
+		pg += n;
+	}
+	run_faults(&q);
+	if (MACH_PORT_VALID(reply) && !o->terminated)
+		(void)mvm_mo_send_lock_completed(reply, reply_type, o->control, off, size);
+	else if (MACH_PORT_VALID(reply))
+		(void)mach_port_deallocate(mach_task_self(), reply);
+	obj_release(o);
+	mvm_lock_release(&mvm_vm.lock);
+	mvm__free(buf);
+	return KERN_SUCCESS;
+}
+
+static bool
+valid_strategy(memory_object_copy_strategy_t s)
+{
+	return s >= MEMORY_OBJECT_COPY_NONE && s <= MEMORY_OBJECT_COPY_TEMPORARY;
+}
+
+static void terminate_object(struct mvm_vobject *o, bool return_pages);
+
+static kern_return_t
+set_attributes(memory_object_control_t ctl, boolean_t may_cache,
+    memory_object_copy_strategy_t strategy, struct mvm_vobject **op)
+{
+	struct mvm_vobject *o;
+	struct fault_queue q = { NULL, NULL };
+
+	if (!valid_strategy(strategy))
+		return KERN_INVALID_ARGUMENT;
+	if ((o = obj_by_control(ctl)) == NULL)
+		return KERN_INVALID_ARGUMENT;
+	o->ready = true;
+	o->may_cache = may_cache != FALSE;
+	o->copy_strategy = strategy;
+	unpark(o, SIZE_MAX, &q);
+	run_faults(&q);
+	*op = o;
+	return KERN_SUCCESS;
+}
+
+static kern_return_t
+k_ready(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, boolean_t may_cache,
+    memory_object_copy_strategy_t strategy)
+{
+	struct mvm_vobject *o;
+	kern_return_t kr;
+
+	(void)ctx;
+	(void)seqno;
+	mvm_lock_acquire(&mvm_vm.lock);
+	kr = set_attributes(ctl, may_cache, strategy, &o);
+	mvm_lock_release(&mvm_vm.lock);
+	return kr;
+}
+
+static kern_return_t
+k_change_attributes(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno,
+    boolean_t may_cache, memory_object_copy_strategy_t strategy, mach_port_t reply,
+    mach_msg_type_name_t reply_type)
+{
+	struct mvm_vobject *o;
+	kern_return_t kr;
+
+	(void)ctx;
+	(void)seqno;
+	mvm_lock_acquire(&mvm_vm.lock);
+	if ((kr = set_attributes(ctl, may_cache, strategy, &o)) != KERN_SUCCESS) {
+		mvm_lock_release(&mvm_vm.lock);
+		return kr;
+	}
+	/* An unmapped object kept only for caching goes now: terminate first, so the
+	 * manager sees it before change_completed (GNU's order). */
+	if (!o->may_cache && o->mappings == 0) {
+		terminate_object(o, true);
+		free_object(o);
+	}
+	if (MACH_PORT_VALID(reply))
+		(void)mvm_mo_send_change_completed(reply, reply_type, may_cache, strategy);
+	mvm_lock_release(&mvm_vm.lock);
+	return KERN_SUCCESS;
+}
+
+static kern_return_t
+k_get_attributes(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno,
+    boolean_t *ready, boolean_t *may_cache, memory_object_copy_strategy_t *strategy)
+{
+	struct mvm_vobject *o;
+
+	(void)ctx;
+	(void)seqno;
+	mvm_lock_acquire(&mvm_vm.lock);
+	if ((o = obj_by_control(ctl)) == NULL) {
+		mvm_lock_release(&mvm_vm.lock);
+		return KERN_INVALID_ARGUMENT;
+	}
+	*ready = o->ready;
+	*may_cache = o->may_cache;
+	*strategy = o->copy_strategy;
+	mvm_lock_release(&mvm_vm.lock);
+	return KERN_SUCCESS;
+}
+
+/* The object is cut off from its manager: waiting faults fail, later ones too. */
+static void
+object_dies(struct mvm_vobject *o, struct fault_queue *q)
+{
+	o->dead = true;
+	o->ready = true;
+	for (size_t pg = 0; pg < o->npages; pg++)
+		if (o->pages[pg].state == MVM_PAGE_REQUESTED)
+			o->pages[pg].state = MVM_PAGE_ABSENT;
+	fail_faults(o, 0, SIZE_MAX, q);
+}
+
+static kern_return_t
+k_destroy(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, kern_return_t reason)
+{
+	struct mvm_vobject *o;
+	struct fault_queue q = { NULL, NULL };
+
+	(void)ctx;
+	(void)seqno;
+	(void)reason;
+	mvm_lock_acquire(&mvm_vm.lock);
+	if ((o = obj_by_control(ctl)) == NULL) {
+		mvm_lock_release(&mvm_vm.lock);
+		return KERN_INVALID_ARGUMENT;
+	}
+	/* Resident pages stay readable in the mappings; the rest fails from now on. Unlike
+	 * GNU Mach, threads waiting for ready are woken (with an error). */
+	object_dies(o, &q);
+	terminate_object(o, false);
+	obj_hold(o);
+	run_faults(&q);
+	obj_release(o);
+	if (o->mappings == 0)
+		free_object(o);
+	mvm_lock_release(&mvm_vm.lock);
+	return KERN_SUCCESS;
+}
+
+static const struct mvm_memory_object_control_ops kernel_ops = {
+	.version = MVM_MEMORY_OBJECT_OPS_VERSION,
+	.data_unavailable = k_data_unavailable,
+	.get_attributes = k_get_attributes,
+	.lock_request = k_lock_request,
+	.data_error = k_data_error,
+	.destroy = k_destroy,
+	.data_supply = k_data_supply,
+	.ready = k_ready,
+	.change_attributes = k_change_attributes,
+};
+
+/* ---- 6. termination and death ------------------------------------------------------------ */
+
+/*
+ * Return dirty and precious pages (when asked), then send memory_object_terminate, which
+ * moves the control and name receive rights to the manager. Under vm.lock.
+ */
+static void
+terminate_object(struct mvm_vobject *o, bool return_pages)
+{
+	mach_port_t prev = MACH_PORT_NULL;
+	void *buf;
+
+	if (o->terminated)
+		return;
+	if (return_pages && !o->dead && (buf = mvm__malloc(DATA_RETURN_MAX * PS)) != NULL) {
+		for (size_t pg = 0; pg < o->npages;) {
+			struct mvm_vpage *p = &o->pages[pg];
+			bool dirty = (p->flags & MVM_PG_DIRTY) != 0;
+			size_t n;
+
+			wait_not_busy(o, pg);
+			if (p->state != MVM_PAGE_RESIDENT || !(p->flags & (MVM_PG_DIRTY | MVM_PG_PRECIOUS))) {
+				pg++;
+				continue;
+			}
+			for (n = 1; n < DATA_RETURN_MAX && pg + n < o->npages; n++) {
+				struct mvm_vpage *r = &o->pages[pg + n];
+
+				if (r->state != MVM_PAGE_RESIDENT || (r->flags & MVM_PG_BUSY) ||
+				    !(r->flags & (MVM_PG_DIRTY | MVM_PG_PRECIOUS)) ||
+				    ((r->flags & MVM_PG_DIRTY) != 0) != dirty)
+					break;
+			}
+			/* No mapping is left, so nobody writes: read the contents directly. */
+			if (mvm__pread(o->memfd, buf, n * PS, (off_t)(pg * PS)) >= 0)
+				send_return(o, pg, n, dirty, false, buf);
+			pg += n;
+		}
+		mvm__free(buf);
+	}
+	o->terminated = true;
+	if (!o->dead) {
+		/* Our dead-name request goes with our send right. */
+		(void)mach_port_request_notification(mach_task_self(), o->pager,
+		    MACH_NOTIFY_DEAD_NAME, 0, MACH_PORT_NULL, MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev);
+		if (MACH_PORT_VALID(prev))
+			(void)mach_port_deallocate(mach_task_self(), prev);
+		(void)mvm_mo_send_terminate(o->pager, o->control, o->name_port);
+	} else {
+		(void)mach_port_mod_refs(mach_task_self(), o->control, MACH_PORT_RIGHT_RECEIVE, -1);
+		(void)mach_port_mod_refs(mach_task_self(), o->name_port, MACH_PORT_RIGHT_RECEIVE, -1);
+		(void)mach_port_deallocate(mach_task_self(), o->pager);
+	}
+	o->pager = MACH_PORT_NULL;
+	o->control = MACH_PORT_NULL;
+	o->name_port = MACH_PORT_NULL;
+}
+
+static void
+free_object(struct mvm_vobject *o)
+{
+	struct mvm_vobject **pp;
+
+	if (o->users > 0) {
+		o->doomed = true; /* the last user frees it */
+		return;
+	}
+	for (pp = &mvm_vm.objects; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == o) {
+			*pp = o->next;
+			break;
+		}
+	while (o->faults != NULL) {
+		struct mvm_fault *f = o->faults;
+
+		o->faults = f->next;
+		mvm__free(f);
+	}
+	mvm__close(o->memfd);
+	mvm__free(o->pages);
+	mvm__free(o);
+}
+
+static void
+dead_name(mach_port_t name)
+{
+	struct mvm_vobject *o;
+	struct fault_queue q = { NULL, NULL };
+
+	mvm_lock_acquire(&mvm_vm.lock);
+	if ((o = obj_by_pager(name)) != NULL && !o->dead) {
+		object_dies(o, &q);
+		terminate_object(o, false); /* drops the ports; nothing can be sent */
+		obj_hold(o);
+		run_faults(&q);
+		obj_release(o);
+		if (o->mappings == 0)
+			free_object(o);
+	}
+	mvm_lock_release(&mvm_vm.lock);
+	/* The notification carried a user reference for the dead name. */
+	(void)mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME, -1);
+}
+
+static boolean_t
+kernel_demux(mach_msg_header_t *in, mach_msg_header_t *out)
+{
+	mig_reply_header_t *r = (mig_reply_header_t *)out;
+
+	if (in->msgh_local_port == mvm_vm.notify) {
+		if (in->msgh_id == MACH_NOTIFY_DEAD_NAME &&
+		    in->msgh_size >= sizeof(mach_dead_name_notification_t))
+			dead_name(((mach_dead_name_notification_t *)in)->not_port);
+		r->RetCode = KERN_SUCCESS; /* other notifications carry nothing to keep */
+		return TRUE;
+	}
+	return mvm_memory_object_control_server(&kernel_ops, NULL, in, out);
+}
+
+static void *
+control_thread_main(void *arg)
+{
+	(void)arg;
+	for (;;)
+		(void)mach_msg_server(kernel_demux, MVM_MEMORY_OBJECT_CONTROL_MSG_SIZE_MAX + 64,
+		    mvm_vm.ctl_set);
+	return NULL;
+}
+
+/* ---- 7. vm_map and unmapping ----------------------------------------------------------- */
+
+static int
+prot_to_mmap(vm_prot_t p)
+{
+	int r = PROT_NONE;
+
+	if (p & (VM_PROT_READ | VM_PROT_WRITE))
+		r |= PROT_READ;
+	if (p & VM_PROT_WRITE)
+		r |= PROT_WRITE;
+	if (p & VM_PROT_EXECUTE)
+		r |= PROT_EXEC;
+	return r;
+}
+
+/* Create the cache object for pager and send memory_object_init. Under vm.lock. */
+static kern_return_t
+object_create(mach_port_t pager, struct mvm_vobject **op)
+{
+	struct mvm_vobject *o = mvm__calloc(1, sizeof(*o));
+	mach_port_t prev = MACH_PORT_NULL;
+	kern_return_t kr;
+	int fd;
+
+	if (o == NULL)
+		return KERN_RESOURCE_SHORTAGE;
+	if ((fd = mvm__memfd_create("machvm-object", MFD_CLOEXEC)) < 0) {
+		mvm__free(o);
+		return mvm__kr_from_errno(fd);
+	}
+	o->memfd = fd;
+	o->cluster = 1;
+	o->copy_strategy = MEMORY_OBJECT_COPY_DELAY;
+	if ((kr = mach_port_mod_refs(mach_task_self(), pager, MACH_PORT_RIGHT_SEND, 1)) != KERN_SUCCESS)
+		goto fail;
+	o->pager = pager;
+	if ((kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &o->control)) ||
+	    (kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &o->name_port)) ||
+	    (kr = mach_port_set_qlimit(mach_task_self(), o->control, MACH_PORT_QLIMIT_MAX)) ||
+	    (kr = mach_port_move_member(mach_task_self(), o->control, mvm_vm.ctl_set)) ||
+	    (kr = mach_port_request_notification(mach_task_self(), pager, MACH_NOTIFY_DEAD_NAME, 0,
+	    mvm_vm.notify, MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev)))
+		goto fail_ports;
+	if (MACH_PORT_VALID(prev))
+		(void)mach_port_deallocate(mach_task_self(), prev);
+	o->next = mvm_vm.objects;
+	mvm_vm.objects = o;
+	/* vm_map does not wait for ready: faults do. */
+	(void)mvm_mo_send_init(pager, o->control, o->name_port, PS);
+	*op = o;
+	return KERN_SUCCESS;
+
+fail_ports:
+	if (MACH_PORT_VALID(o->control))
+		(void)mach_port_mod_refs(mach_task_self(), o->control, MACH_PORT_RIGHT_RECEIVE, -1);
+	if (MACH_PORT_VALID(o->name_port))
+		(void)mach_port_mod_refs(mach_task_self(), o->name_port, MACH_PORT_RIGHT_RECEIVE, -1);
+	(void)mach_port_deallocate(mach_task_self(), pager);
+fail:
+	mvm__close(fd);
+	mvm__free(o);
+	return kr;
+}
+
+kern_return_t
+vm_map(vm_map_t task, vm_address_t *address, vm_size_t size, vm_address_t mask,
+    boolean_t anywhere, memory_object_t memory_object, vm_offset_t offset, boolean_t copy,
+    vm_prot_t cur_protection, vm_prot_t max_protection, vm_inherit_t inheritance)
+{
+	struct mvm_vobject *o;
+	struct mvm_mapping *m, **pp;
+	mach_port_type_t type;
+	struct uffdio_register reg;
+	void *p;
+	size_t len;
+	int err = 0, r;
+	kern_return_t kr;
+
+	if (task != mach_task_self())
+		return MACH_SEND_INVALID_DEST;
+	if (address == NULL || size == 0 || (offset & (PS - 1)) != 0 ||
+	    (cur_protection & ~VM_PROT_ALL) || (max_protection & ~VM_PROT_ALL) ||
+	    (cur_protection & ~max_protection) || inheritance < VM_INHERIT_SHARE ||
+	    inheritance > VM_INHERIT_NONE || offset + size < offset)
+		return KERN_INVALID_ARGUMENT;
+	if (copy)
+		return KERN_INVALID_ARGUMENT; /* copy strategies come with a later issue */
+	if (memory_object == MACH_PORT_NULL) {
+		if (mask != 0)
+			return KERN_INVALID_ARGUMENT;
+		return vm_allocate(task, address, size, anywhere);
+	}
+	if (mach_port_type(mach_task_self(), memory_object, &type) != KERN_SUCCESS ||
+	    !(type & MACH_PORT_TYPE_SEND))
+		return KERN_INVALID_ARGUMENT;
+	len = MVM_ROUND_PAGE(size);
+	pthread_once(&vm_once, vm_init_once);
+	if ((m = mvm__calloc(1, sizeof(*m))) == NULL)
+		return KERN_RESOURCE_SHORTAGE;
+
+	mvm_lock_acquire(&mvm_vm.lock);
+	if ((kr = vm_start()) != KERN_SUCCESS)
+		goto fail;
+	if ((o = obj_by_pager(memory_object)) == NULL || o->terminated) {
+		if ((kr = object_create(memory_object, &o)) != KERN_SUCCESS)
+			goto fail;
+	}
+	if ((kr = obj_grow(o, offset + len)) != KERN_SUCCESS)
+		goto fail_obj;
+	/* Place the mapping: anywhere (aligned to mask), or exactly at *address. */
+	if (anywhere) {
+		size_t slack = mask != 0 ? mask + 1 : 0;
+		uintptr_t base, start;
+
+		p = mvm__mmap(NULL, len + slack, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		    -1, 0, &err);
+		if (p == NULL) {
+			kr = KERN_NO_SPACE;
+			goto fail_obj;
+		}
+		base = (uintptr_t)p;
+		start = mask != 0 ? (base + mask) & ~(uintptr_t)mask : base;
+		if (start > base)
+			(void)mvm__munmap(p, start - base);
+		if (start + len < base + len + slack)
+			(void)mvm__munmap((void *)(start + len), base + len + slack - start - len);
+		p = mvm__mmap((void *)start, len, prot_to_mmap(cur_protection), MAP_SHARED | MAP_FIXED,
+		    o->memfd, (off_t)offset, &err);
+	} else {
+		if ((*address & (PS - 1)) != 0 || (mask != 0 && (*address & mask) != 0)) {
+			kr = KERN_INVALID_ARGUMENT;
+			goto fail_obj;
+		}
+		p = mvm__mmap((void *)*address, len, prot_to_mmap(cur_protection),
+		    MAP_SHARED | MAP_FIXED_NOREPLACE, o->memfd, (off_t)offset, &err);
+		if (p != NULL && (uintptr_t)p != *address) {
+			(void)mvm__munmap(p, len);
+			p = NULL;
+			err = EEXIST;
+		}
+	}
+	if (p == NULL) {
+		kr = err == EEXIST ? KERN_NO_SPACE : mvm__kr_from_errno(err);
+		goto fail_obj;
+	}
+	memset(&reg, 0, sizeof(reg));
+	reg.range.start = (uintptr_t)p;
+	reg.range.len = len;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR |
+	    UFFDIO_REGISTER_MODE_WP;
+	/* Nobody knows the address yet, so nothing faults before it is registered. */
+	if ((r = mvm__uffd_ioctl(mvm_vm.uffd, UFFDIO_REGISTER, &reg)) != 0) {
+		(void)mvm__munmap(p, len);
+		kr = mvm__kr_from_errno(r);
+		goto fail_obj;
+	}
+	m->start = (uintptr_t)p;
+	m->end = (uintptr_t)p + len;
+	m->offset = offset;
+	m->prot = cur_protection;
+	m->obj = o;
+	for (pp = &mvm_vm.maps; *pp != NULL && (*pp)->start < m->start; pp = &(*pp)->next)
+		;
+	m->next = *pp;
+	*pp = m;
+	o->mappings++;
+	*address = m->start;
+	mvm_lock_release(&mvm_vm.lock);
+	return KERN_SUCCESS;
+
+fail_obj:
+	if (o->mappings == 0 && !o->may_cache) {
+		terminate_object(o, false);
+		free_object(o);
+	}
+fail:
+	mvm_lock_release(&mvm_vm.lock);
+	mvm__free(m);
+	return kr;
+}
+
+void
+mvm__vm_unmap_objects(uintptr_t start, uintptr_t end)
+{
+	struct mvm_mapping **pp;
+
+	pthread_once(&vm_once, vm_init_once);
+	mvm_lock_acquire(&mvm_vm.lock);
+	pp = &mvm_vm.maps;
+	while (*pp != NULL) {
+		struct mvm_mapping *m = *pp;
+		struct mvm_vobject *o = m->obj;
+		uintptr_t s, e;
+		struct uffdio_range rg;
+
+		if (m->end <= start || m->start >= end) {
+			pp = &m->next;
+			continue;
+		}
+		s = m->start > start ? m->start : start;
+		e = m->end < end ? m->end : end;
+		/* Work on busy pages may use this mapping's addresses: let it finish. */
+		{
+			bool busy = false;
+
+			for (size_t i = 0; i < o->npages && !busy; i++)
+				busy = (o->pages[i].flags & MVM_PG_BUSY) != 0;
+			if (busy) {
+				pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+				pp = &mvm_vm.maps; /* the list may have changed: start again */
+				continue;
+			}
+		}
+		rg.start = s;
+		rg.len = e - s;
+		(void)mvm__uffd_ioctl(mvm_vm.uffd, UFFDIO_UNREGISTER, &rg);
+		if (s > m->start && e < m->end) {
+			/* A hole in the middle: the tail becomes a mapping of its own. */
+			struct mvm_mapping *t = mvm__calloc(1, sizeof(*t));
+
+			if (t != NULL) {
+				*t = *m;
+				t->start = e;
+				t->offset = m->offset + (e - m->start);
+				m->end = s;
+				t->next = m->next;
+				m->next = t;
+				o->mappings++;
+				pp = &t->next;
+				continue;
+			}
+			/* No memory for the split: drop the whole tail from our view. */
+			m->end = s;
+			pp = &m->next;
+			continue;
+		}
+		if (s == m->start && e == m->end) {
+			*pp = m->next;
+			mvm__free(m);
+			if (--o->mappings == 0 && (!o->may_cache || o->dead)) {
+				struct fault_queue q = { NULL, NULL };
+				struct mvm_fault *f;
+
+				/* Threads still parked on it fault again on unmapped memory. */
+				unpark(o, SIZE_MAX, &q);
+				while ((f = fq_pop(&q)) != NULL)
+					mvm__free(f);
+				terminate_object(o, true);
+				free_object(o);
+			}
+			continue;
+		}
+		if (s == m->start) {
+			m->offset += e - m->start;
+			m->start = e;
+		} else {
+			m->end = s;
+		}
+		pp = &m->next;
+	}
+	mvm_lock_release(&mvm_vm.lock);
+}
+
+/* ---- 8. statistics ---------------------------------------------------------------------- */
+
+kern_return_t
+mvm_vm_object_stats(memory_object_t memory_object, struct mvm_vm_object_stats *st)
+{
+	struct mvm_vobject *o;
+
+	if (st == NULL)
+		return KERN_INVALID_ARGUMENT;
+	pthread_once(&vm_once, vm_init_once);
+	mvm_lock_acquire(&mvm_vm.lock);
+	if ((o = obj_by_pager(memory_object)) == NULL) {
+		mvm_lock_release(&mvm_vm.lock);
+		return KERN_INVALID_NAME;
+	}
+	*st = o->st;
+	st->dirty = 0;
+	for (size_t i = 0; i < o->npages; i++)
+		if (o->pages[i].state == MVM_PAGE_RESIDENT && (o->pages[i].flags & MVM_PG_DIRTY))
+			st->dirty++;
+	st->mappings = o->mappings;
+	st->ready = o->ready;
+	st->dead = o->dead;
+	mvm_lock_release(&mvm_vm.lock);
+	return KERN_SUCCESS;
+}
+
+kern_return_t
+mvm_vm_object_set_cluster(memory_object_t memory_object, unsigned pages)
+{
+	struct mvm_vobject *o;
+
+	if (pages == 0 || pages > CLUSTER_MAX)
+		return KERN_INVALID_ARGUMENT;
+	pthread_once(&vm_once, vm_init_once);
+	mvm_lock_acquire(&mvm_vm.lock);
+	if ((o = obj_by_pager(memory_object)) == NULL) {
+		mvm_lock_release(&mvm_vm.lock);
+		return KERN_INVALID_NAME;
+	}
+	o->cluster = pages;
+	mvm_lock_release(&mvm_vm.lock);
+	return KERN_SUCCESS;
+}
