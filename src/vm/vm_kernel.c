@@ -579,6 +579,7 @@ handle_fault_msg(const struct uffd_msg *msg, struct fault_queue *q)
 	f->addr = msg->arg.pagefault.address & ~(uintptr_t)(PS - 1);
 	f->flags = msg->arg.pagefault.flags;
 	f->tid = (pid_t)msg->arg.pagefault.feat.ptid;
+	f->fail = false;
 	if ((m = map_lookup(f->addr)) != NULL)
 		m->obj->st.faults++;
 	fq_push(q, f);
