@@ -1376,6 +1376,9 @@ vm_map(vm_map_t task, vm_address_t *address, vm_size_t size, vm_address_t mask,
 		kr = err == EEXIST ? KERN_NO_SPACE : mvm__kr_from_errno(err);
 		goto fail_obj;
 	}
+	/* A child of fork() would see these pages unregistered (zeros for missing ones):
+	 * it does not inherit them at all, until inheritance is implemented. */
+	(void)mvm__madvise(p, len, MADV_DONTFORK);
 	memset(&reg, 0, sizeof(reg));
 	reg.range.start = (uintptr_t)p;
 	reg.range.len = len;
