@@ -1,9 +1,13 @@
 /*
  * tools/machvm.c: the machvm command.
  *
- *   machvm demo     two threads talk through Mach ports and messages; every step is
- *                   printed (later versions of the demo serve a file through a pager)
- *   machvm version  print the version
+ *   machvm demo         serve a file with the file pager, map it, read and write it
+ *                       through plain memory, sync, and show what happened
+ *   machvm stat FILE    map FILE through the file pager, touch every page, sync, and
+ *                       print the kernel's and the pager's statistics
+ *   machvm ipc-demo     two threads talk through Mach ports and messages
+ *   machvm version      print the version
+ *   --trace             print every memory object message, decoded, one per line
  *
  * Exit codes: 0 success, 1 the demonstration failed, 2 bad usage.
  */
@@ -13,8 +17,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <mach/mach.h>
 #include <machvm/machvm.h>
+#include <machvm/pager.h>
+#include <machvm/pagers.h>
+#include <machvm/trace.h>
+#include <machvm/vm.h>
 
 #define DEMO_ID_HELLO 1000
 #define DEMO_ID_DONE  1001
@@ -117,7 +131,7 @@ demo_server(void *arg)
 	} while (0)
 
 static int
-cmd_demo(void)
+cmd_ipc_demo(void)
 {
 	struct demo_server_args sa = { 0 };
 	mach_port_t reply, notify;
@@ -227,19 +241,286 @@ cmd_demo(void)
 	return 0;
 }
 
+
+/* ---- tracing ------------------------------------------------------------------------- */
+
+static int tracing;
+static pthread_mutex_t trace_mtx = PTHREAD_MUTEX_INITIALIZER;
+static char *trace_lines[4096];
+static int ntrace;
+
+/* Runs in machvm's sending threads, possibly under its locks: only record the line. */
+static void
+trace_cb(const char *line, void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&trace_mtx);
+	if (tracing == 2)
+		fprintf(stderr, "trace: %s\n", line);
+	else if (ntrace < 4096)
+		trace_lines[ntrace++] = strdup(line);
+	pthread_mutex_unlock(&trace_mtx);
+}
+
+static void
+trace_flush(void)
+{
+	pthread_mutex_lock(&trace_mtx);
+	for (int i = 0; i < ntrace; i++) {
+		say("  %s\n", trace_lines[i]);
+		free(trace_lines[i]);
+	}
+	ntrace = 0;
+	pthread_mutex_unlock(&trace_mtx);
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+need_kernel(const char *cmd)
+{
+	char why[200];
+
+	if (mvm_vm_available(why, sizeof(why)) != KERN_SUCCESS) {
+		fprintf(stderr, "machvm %s: cannot map memory objects here: %s\n", cmd, why);
+		return 1;
+	}
+	return 0;
+}
+
+static void
+print_stats(mach_port_t obj, struct mvm_pager *pager)
+{
+	struct mvm_vm_object_stats vs;
+	struct mvm_pager_stats ps;
+
+	if (mvm_vm_object_stats(obj, &vs) == KERN_SUCCESS)
+		say("kernel: %llu faults, %llu data_request (%llu pages), %llu data_supply "
+		    "(%llu pages), %llu data_unlock, %llu lock_request, %llu data_return "
+		    "(%llu pages); %llu pages resident, %llu dirty\n",
+		    (unsigned long long)vs.faults, (unsigned long long)vs.data_requests,
+		    (unsigned long long)vs.pages_requested, (unsigned long long)vs.data_supplies,
+		    (unsigned long long)vs.pages_supplied, (unsigned long long)vs.data_unlocks,
+		    (unsigned long long)vs.lock_requests, (unsigned long long)vs.data_returns,
+		    (unsigned long long)vs.pages_returned, (unsigned long long)vs.resident,
+		    (unsigned long long)vs.dirty);
+	if (mvm_pager_stats(pager, &ps) == KERN_SUCCESS)
+		say("pager:  %llu kernel(s), %llu requests (%llu pages read, %llu zero-filled), "
+		    "%llu returns (%llu pages written), %llu write errors, %llu lock requests "
+		    "sent, %llu completed\n", (unsigned long long)ps.kernels,
+		    (unsigned long long)ps.requests, (unsigned long long)ps.pages_read,
+		    (unsigned long long)ps.unavailable, (unsigned long long)ps.returns,
+		    (unsigned long long)ps.pages_written, (unsigned long long)ps.write_errors,
+		    (unsigned long long)ps.lock_requests, (unsigned long long)ps.lock_completions);
+}
+
+/* ---- machvm demo ----------------------------------------------------------------------- */
+
+static int
+cmd_demo(void)
+{
+	char path[] = "/tmp/machvm-demo-XXXXXX";
+	struct mvm_pager *pager;
+	mach_port_t obj;
+	vm_address_t addr = 0;
+	size_t ps = (size_t)vm_page_size, size = 4 * ps;
+	char *buf, *file, quiet_buf[256];
+	int fd, rc = 1;
+	kern_return_t kr;
+
+	if (need_kernel("demo"))
+		return 1;
+	if (!tracing)
+		tracing = 1; /* the demo always shows the trace */
+	mvm_trace_set(trace_cb, NULL);
+	say("machvm %s demo: a file served by a memory manager, used as plain memory\n\n",
+	    MVM_VERSION_STRING);
+	if ((fd = mkstemp(path)) < 0) {
+		fprintf(stderr, "machvm demo: cannot create %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	buf = calloc(1, size);
+	for (size_t pg = 0; pg < 4; pg++)
+		snprintf(buf + pg * ps, ps, "page %zu of the demo file, written by write(2)", pg);
+	if (write(fd, buf, size) != (ssize_t)size) {
+		fprintf(stderr, "machvm demo: cannot write %s\n", path);
+		goto out_file;
+	}
+	say("1. wrote %s: 4 pages of text\n", path);
+	kr = mvm_file_pager_create(path, 0, NULL, &pager, &obj);
+	if (kr != KERN_SUCCESS) {
+		fprintf(stderr, "machvm demo: file pager: %s\n", mach_error_string(kr));
+		goto out_file;
+	}
+	say("2. the file pager serves it as memory object port 0x%x\n", obj);
+	kr = vm_map(mach_task_self(), &addr, size, 0, TRUE, obj, 0, FALSE, VM_PROT_ALL, VM_PROT_ALL,
+	    VM_INHERIT_NONE);
+	if (kr != KERN_SUCCESS) {
+		fprintf(stderr, "machvm demo: vm_map: %s\n", mach_error_string(kr));
+		goto out_pager;
+	}
+	say("3. vm_map put it at %p; the kernel introduced itself to the manager:\n", (void *)addr);
+	usleep(20000);
+	trace_flush();
+	file = (char *)addr;
+	say("4. reading page 2 through plain memory: \"%s\"\n", file + 2 * ps);
+	trace_flush();
+	say("5. writing \"HELLO FROM MEMORY\" into page 1 with a plain store\n");
+	memcpy(file + ps, "HELLO FROM MEMORY", 17);
+	trace_flush();
+	say("6. mvm_pager_sync: the manager asks every kernel for its dirty pages\n");
+	kr = mvm_pager_sync(pager, 0, 0, TRUE);
+	trace_flush();
+	if (kr != KERN_SUCCESS) {
+		fprintf(stderr, "machvm demo: sync: %s\n", mach_error_string(kr));
+		goto out_map;
+	}
+	memset(buf, 0, size);
+	if (pread(fd, buf, size, 0) != (ssize_t)size || memcmp(buf + ps, "HELLO FROM MEMORY", 17) != 0) {
+		fprintf(stderr, "machvm demo: the file does not have the write\n");
+		goto out_map;
+	}
+	say("7. read(2) of the file now shows page 1 as \"%s\"\n\n", buf + ps);
+	print_stats(obj, pager);
+	rc = 0;
+out_map:
+	(void)vm_deallocate(mach_task_self(), addr, size);
+	usleep(20000);
+	say("\n8. unmapped: the kernel returned nothing more (clean) and said goodbye:\n");
+	trace_flush();
+out_pager:
+	(void)mvm_pager_shutdown(pager);
+out_file:
+	mvm_trace_set(NULL, NULL);
+	close(fd);
+	unlink(path);
+	free(buf);
+	if (rc == 0 && mvm_ipc_quiescent(quiet_buf, sizeof(quiet_buf)) != KERN_SUCCESS) {
+		fprintf(stderr, "machvm demo: %s\n", quiet_buf);
+		rc = 1;
+	}
+	if (rc == 0)
+		say("\nWhat happened: vm_map sent memory_object_init and the pager answered\n"
+		    "memory_object_ready. Each first touch of a page was a page fault that machvm's\n"
+		    "kernel (userfaultfd) turned into memory_object_data_request; the pager read the\n"
+		    "file and answered memory_object_data_supply. The first store to a clean page\n"
+		    "marked it dirty. The sync was memory_object_lock_request; the kernel sent the\n"
+		    "dirty page back with memory_object_data_return, then lock_completed, and the\n"
+		    "pager wrote it to the file. Unmapping ended with memory_object_terminate.\n");
+	return rc;
+}
+
+/* ---- machvm stat ------------------------------------------------------------------------- */
+
+static int
+cmd_stat(int argc, char **argv)
+{
+	struct mvm_pager *pager;
+	mach_port_t obj;
+	vm_address_t addr = 0;
+	struct stat st;
+	int write_mode = 0, rc = 1;
+	const char *path = NULL;
+	size_t ps = (size_t)vm_page_size, size;
+	volatile unsigned char *p;
+	unsigned long sum = 0;
+	double t0, t1, t2;
+	kern_return_t kr;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--write") == 0)
+			write_mode = 1;
+		else if (argv[i][0] == '-') {
+			fprintf(stderr, "machvm stat: unknown option %s (try machvm --help)\n", argv[i]);
+			return 2;
+		} else if (path == NULL)
+			path = argv[i];
+		else {
+			fprintf(stderr, "machvm stat: one file only\n");
+			return 2;
+		}
+	}
+	if (path == NULL) {
+		fprintf(stderr, "machvm stat: which file? (machvm stat [--write] FILE)\n");
+		return 2;
+	}
+	if (stat(path, &st) != 0) {
+		fprintf(stderr, "machvm stat: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	if (st.st_size == 0) {
+		fprintf(stderr, "machvm stat: %s is empty\n", path);
+		return 1;
+	}
+	if (need_kernel("stat"))
+		return 1;
+	if (tracing)
+		mvm_trace_set(trace_cb, NULL);
+	size = (size_t)st.st_size;
+	kr = mvm_file_pager_create(path, write_mode ? 0 : MVM_FILE_PAGER_READONLY, NULL, &pager, &obj);
+	if (kr != KERN_SUCCESS) {
+		fprintf(stderr, "machvm stat: %s: %s\n", path, mach_error_string(kr));
+		return 1;
+	}
+	kr = vm_map(mach_task_self(), &addr, size, 0, TRUE, obj, 0, FALSE,
+	    write_mode ? VM_PROT_ALL : VM_PROT_READ, VM_PROT_ALL, VM_INHERIT_NONE);
+	if (kr != KERN_SUCCESS) {
+		fprintf(stderr, "machvm stat: vm_map: %s\n", mach_error_string(kr));
+		goto out;
+	}
+	(void)mvm_vm_object_set_cluster(obj, 16);
+	p = (volatile unsigned char *)addr;
+	t0 = now_s();
+	for (size_t off = 0; off < size; off += ps) {
+		sum += p[off];
+		if (write_mode)
+			p[off] = p[off];
+		if (tracing != 2 && !quiet && (off / ps) % 65536 == 65535)
+			fprintf(stderr, "machvm stat: %zu of %zu MiB\r", off >> 20, size >> 20);
+	}
+	t1 = now_s();
+	kr = mvm_pager_sync(pager, 0, 0, TRUE);
+	t2 = now_s();
+	if (tracing == 1)
+		trace_flush();
+	say("%s: %zu bytes, %zu pages, %s through the file pager in %.3f s (%.1f MB/s), sync "
+	    "%.3f s (%s); checksum %lu\n", path, size, (size + ps - 1) / ps,
+	    write_mode ? "read and rewritten" : "read", t1 - t0,
+	    (double)size / (t1 - t0) / 1e6, t2 - t1, mach_error_string(kr), sum);
+	print_stats(obj, pager);
+	rc = kr == KERN_SUCCESS ? 0 : 1;
+	(void)vm_deallocate(mach_task_self(), addr, size);
+out:
+	(void)mvm_pager_shutdown(pager);
+	mvm_trace_set(NULL, NULL);
+	return rc;
+}
+
 static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: machvm [--quiet] COMMAND\n"
+	    "usage: machvm [--quiet] [--trace] COMMAND [ARGS]\n"
 	    "\n"
 	    "Mach external memory management on Linux.\n"
 	    "\n"
 	    "commands:\n"
-	    "  demo      show Mach IPC between two threads, step by step\n"
-	    "  version   print the version\n"
+	    "  demo                 serve a file with the file pager, map it, read and write\n"
+	    "                       it through plain memory, sync, and explain the messages\n"
+	    "  stat [--write] FILE  map FILE through the file pager, touch every page (and\n"
+	    "                       rewrite it with --write), sync, print statistics\n"
+	    "  ipc-demo             two threads talk through Mach ports, step by step\n"
+	    "  version              print the version\n"
 	    "\n"
 	    "options:\n"
+	    "  -t, --trace   print every memory object message, decoded, one per line\n"
 	    "  -q, --quiet   print only errors\n"
 	    "  -h, --help    this text\n"
 	    "\n"
@@ -252,17 +533,21 @@ main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "trace", no_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "+hq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+hqt", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage(stdout);
 			return 0;
 		case 'q':
 			quiet = 1;
+			break;
+		case 't':
+			tracing = 2;
 			break;
 		default:
 			usage(stderr);
@@ -275,6 +560,13 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[optind], "demo") == 0)
 		return cmd_demo();
+	if (strcmp(argv[optind], "stat") == 0)
+		return cmd_stat(argc - optind - 1, argv + optind + 1);
+	if (strcmp(argv[optind], "ipc-demo") == 0) {
+		if (tracing)
+			mvm_trace_set(trace_cb, NULL);
+		return cmd_ipc_demo();
+	}
 	if (strcmp(argv[optind], "version") == 0) {
 		printf("machvm %s\n", MVM_VERSION_STRING);
 		return 0;

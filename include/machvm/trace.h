@@ -41,6 +41,15 @@ MVM_EXTERN kern_return_t mvm_mo_decode(const mach_msg_header_t *msg, char *buf, 
 MVM_EXTERN kern_return_t mvm_mo_decode_bytes(const void *msg, size_t avail, char *buf,
     size_t len);
 
+/*
+ * Trace every memory object message this process sends (kernel to manager and manager
+ * to kernel), decoded as above and prefixed with its direction, e.g.
+ *   "kernel -> manager: memory_object_data_request(...)". fn runs in the sending thread,
+ *   possibly with machvm's locks held: it must not call machvm. NULL stops tracing.
+ */
+typedef void mvm_trace_fn(const char *line, void *arg);
+MVM_EXTERN void mvm_trace_set(mvm_trace_fn *fn, void *arg);
+
 #ifdef __cplusplus
 }
 #endif

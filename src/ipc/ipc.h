@@ -300,6 +300,12 @@ void *mvm__vm_alloc_pages(size_t len, int *err);           /* tracked, page-alig
 void mvm__vm_free_pages(void *addr, size_t len);           /* untrack and unmap */
 uint64_t mvm__vm_tracked_bytes(void);
 
+/*
+ * Names, ports and port sets that a layer keeps for the life of the process (the kernel's
+ * control set, the pager framework's port set, ...): left out of the quiescence check.
+ */
+void mvm__ipc_reserve(uint64_t names, uint64_t ports, uint64_t psets);
+
 /* MIG reply port of the calling thread, if any (server.c). */
 mach_port_t mvm__mig_reply_port_peek(void);
 

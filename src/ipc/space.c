@@ -256,6 +256,16 @@ mvm_ipc_stats(struct mvm_ipc_stats *s)
 	s->vm_bytes = mvm__vm_tracked_bytes();
 }
 
+static uint64_t reserved_names, reserved_ports, reserved_psets;   /* (a) */
+
+void
+mvm__ipc_reserve(uint64_t names, uint64_t ports, uint64_t psets)
+{
+	__atomic_add_fetch(&reserved_names, names, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&reserved_ports, ports, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&reserved_psets, psets, __ATOMIC_RELAXED);
+}
+
 kern_return_t
 mvm_ipc_quiescent(char *buf, size_t len)
 {
@@ -264,8 +274,10 @@ mvm_ipc_quiescent(char *buf, size_t len)
 	uint64_t names, ports, psets, rn, rp, rs, objects, mappings;
 
 	mvm_ipc_stats(&s);
-	/* The kernel's own port set and notify port live as long as the process. */
-	mvm__vm_reserved(&rn, &rp, &rs);
+	/* Ports the layers keep for the life of the process (kernel, pager framework). */
+	rn = __atomic_load_n(&reserved_names, __ATOMIC_RELAXED);
+	rp = __atomic_load_n(&reserved_ports, __ATOMIC_RELAXED);
+	rs = __atomic_load_n(&reserved_psets, __ATOMIC_RELAXED);
 	mvm__vm_alive(&objects, &mappings);
 	names = s.names - (s.names >= rn ? rn : 0);
 	ports = s.ports - (s.ports >= rp ? rp : 0);

@@ -4,6 +4,8 @@
  * explains each lock; keep the two in step.
  *
  * Locking order:
+ *   pager           one pager of the framework (src/pager)
+ *     pager_fw      the framework's registry and task queue
  *   vm              the kernel's lock: cache objects, pages, mappings
  *     vm_regions    the table of anonymous regions machvm allocated
  *       ipc         the IPC lock: name space, ports, port sets, message queues (a leaf:
@@ -13,6 +15,8 @@
 #define MVM_LIB_LOCKRANK_H
 
 enum mvm_lockrank {
+	MVM_LOCKRANK_PAGER = 5,
+	MVM_LOCKRANK_PAGER_FW = 6,
 	MVM_LOCKRANK_VM = 10,
 	MVM_LOCKRANK_VM_REGIONS = 20,
 	MVM_LOCKRANK_IPC = 40,

@@ -10,10 +10,12 @@
  * malformed or truncated message can make a check fail but never read out of bounds.
  */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <mach/mach.h>
+#include <machvm/trace.h>
 #include "mo/mo.h"
 
 #define MVM__MO_BUF 256          /* larger than any message of these interfaces */
@@ -296,6 +298,31 @@ union mvm__mo_buf {
 	unsigned char bytes[MVM__MO_BUF];
 };
 
+static mvm_trace_fn *_Atomic trace_fn;
+static void *_Atomic trace_arg;
+
+void
+mvm_trace_set(mvm_trace_fn *fn, void *arg)
+{
+	atomic_store(&trace_arg, arg);
+	atomic_store(&trace_fn, fn);
+}
+
+static void
+trace(const mach_msg_header_t *h)
+{
+	mvm_trace_fn *fn = atomic_load_explicit(&trace_fn, memory_order_acquire);
+	char line[512];
+	int n;
+
+	if (fn == NULL)
+		return;
+	n = snprintf(line, sizeof(line), "%s: ",
+	    h->msgh_id >= 2200 ? "kernel -> manager" : "manager -> kernel");
+	(void)mvm_mo_decode(h, line + n, sizeof(line) - (size_t)n);
+	fn(line, atomic_load(&trace_arg));
+}
+
 kern_return_t
 mvm__mo_send(const struct mvm__mo_routine *r, mach_port_t dest, mach_msg_type_name_t disp,
     const struct mvm__mo_arg *args)
@@ -311,6 +338,7 @@ mvm__mo_send(const struct mvm__mo_routine *r, mach_port_t dest, mach_msg_type_na
 	buf.head.msgh_remote_port = dest;
 	buf.head.msgh_local_port = MACH_PORT_NULL;
 	buf.head.msgh_id = r->request->id;
+	trace(&buf.head);
 	/* Kernel-to-manager messages (the memory_object and memory_object_default
 	 * subsystems) are kernel sends: they ignore the queue limit and never block. */
 	return mach_msg(&buf.head, MACH_SEND_MSG |
@@ -343,6 +371,7 @@ mvm__mo_rpc(const struct mvm__mo_routine *r, mach_port_t dest,
 	buf.head.msgh_remote_port = dest;
 	buf.head.msgh_local_port = reply_port;
 	buf.head.msgh_id = r->request->id;
+	trace(&buf.head);
 	mr = mach_msg(&buf.head, MACH_SEND_MSG | MACH_RCV_MSG, size, sizeof(buf), reply_port,
 	    MACH_MSG_TIMEOUT_NONE, MACH_PORT_NULL);
 	if (mr != MACH_MSG_SUCCESS) {

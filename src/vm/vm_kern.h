@@ -57,6 +57,7 @@ struct mvm_vpage {
 struct mvm_fault {
 	struct mvm_fault *next;   /* (v) */
 	uintptr_t addr;           /* page-aligned faulting address */
+	uintptr_t exact;          /* the faulting address itself, when uffd reports it */
 	pid_t tid;                /* the faulting thread */
 	uint64_t flags;           /* UFFD_PAGEFAULT_FLAG_* */
 	bool fail;                /* (v) the fault is to fail with SIGBUS */
@@ -118,8 +119,6 @@ extern struct mvm_vm mvm_vm;
 /* Entry points other layers use. */
 /* Unmap [start, end): drop any object mapping in it (the caller then munmaps). */
 void mvm__vm_unmap_objects(uintptr_t start, uintptr_t end);
-/* Names and ports the kernel keeps for itself (left out of the quiescence check). */
-void mvm__vm_reserved(uint64_t *names, uint64_t *ports, uint64_t *psets);
 /* Cache objects and object mappings alive (for the quiescence check). */
 void mvm__vm_alive(uint64_t *objects, uint64_t *mappings);
 

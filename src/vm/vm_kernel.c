@@ -27,6 +27,7 @@
 #include <machvm/ipc.h>
 #include <machvm/memory_object.h>
 #include <machvm/vm.h>
+#include "ipc/ipc.h"
 #include "sys/sys.h"
 #include "sys/uffd_compat.h"
 #include "vm/vm_kern.h"
@@ -36,6 +37,9 @@ struct mvm_vm mvm_vm;
 #define PS ((size_t)mvm__page_size())
 #define DATA_RETURN_MAX 32      /* pages per data_return, as GNU's DATA_WRITE_MAX */
 #define CLUSTER_MAX 64
+#ifndef UFFD_FEATURE_EXACT_ADDRESS
+#define UFFD_FEATURE_EXACT_ADDRESS (1 << 11)
+#endif
 
 static const uint64_t needed_features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM |
     UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_PAGEFAULT_FLAG_WP;
@@ -131,6 +135,7 @@ static kern_return_t
 vm_start(void)
 {
 	struct uffdio_api api;
+	uint64_t optional;
 	int fd, r;
 	kern_return_t kr;
 
@@ -155,13 +160,15 @@ vm_start(void)
 		mvm__close(fd);
 		return KERN_FAILURE;
 	}
-	/* A probe call fixes the API; a fresh descriptor takes the features we use. */
+	/* A probe call fixes the API; a fresh descriptor takes the features we use (and
+	 * exact fault addresses, for SIGBUS, when the kernel has them). */
+	optional = api.features & UFFD_FEATURE_EXACT_ADDRESS;
 	mvm__close(fd);
 	if ((fd = open_uffd(mvm_vm.why, sizeof(mvm_vm.why))) < 0)
 		return KERN_FAILURE;
 	memset(&api, 0, sizeof(api));
 	api.api = UFFD_API;
-	api.features = needed_features;
+	api.features = needed_features | optional;
 	if ((r = mvm__uffd_ioctl(fd, UFFDIO_API, &api)) != 0) {
 		snprintf(mvm_vm.why, sizeof(mvm_vm.why), "UFFDIO_API failed (%s)", strerror(-r));
 		mvm__close(fd);
@@ -176,6 +183,7 @@ vm_start(void)
 		    mvm_errname(kr));
 		return KERN_RESOURCE_SHORTAGE;
 	}
+	mvm__ipc_reserve(2, 1, 1); /* the control set and the notify port */
 	install_sigbus();
 	if (pthread_create(&mvm_vm.fault_thread, NULL, fault_thread_main, NULL) != 0 ||
 	    pthread_create(&mvm_vm.control_thread, NULL, control_thread_main, NULL) != 0) {
@@ -199,17 +207,6 @@ mvm_vm_available(char *buf, size_t len)
 		snprintf(buf, len, "%s", mvm_vm.why);
 	mvm_lock_release(&mvm_vm.lock);
 	return kr;
-}
-
-void
-mvm__vm_reserved(uint64_t *names, uint64_t *ports, uint64_t *psets)
-{
-	*names = *ports = *psets = 0;
-	if (__atomic_load_n(&mvm_vm.started, __ATOMIC_ACQUIRE)) {
-		*names = 2;
-		*ports = 1;
-		*psets = 1;
-	}
 }
 
 void
@@ -309,6 +306,7 @@ enum work_kind {
 struct work {
 	enum work_kind kind;
 	uintptr_t addr;
+	uintptr_t exact;          /* the faulting address itself (si_addr of a SIGBUS) */
 	bool wp;
 	pid_t tid;
 	struct mvm_vobject *obj;  /* page to un-busy afterwards, or NULL */
@@ -423,7 +421,7 @@ do_work(const struct work *w)
 	case W_SIGBUS:
 		/* The signal is pending when the thread is woken, so it is delivered at the
 		 * faulting instruction; if the handler returns, the access asks again. */
-		(void)mvm__sigqueue_thread(w->tid, SIGBUS, (void *)w->addr, (void *)&mvm_sigbus_tag);
+		(void)mvm__sigqueue_thread(w->tid, SIGBUS, (void *)w->exact, (void *)&mvm_sigbus_tag);
 		uffd_range(UFFDIO_WAKE, w->addr, PS, 0);
 		break;
 	case W_NONE:
@@ -450,6 +448,7 @@ dispatch(struct mvm_fault *f, struct work *w)
 
 	memset(w, 0, sizeof(*w));
 	w->addr = f->addr;
+	w->exact = f->exact;
 	w->tid = f->tid;
 	if (f->fail) {
 		w->kind = W_SIGBUS;
@@ -577,6 +576,7 @@ handle_fault_msg(const struct uffd_msg *msg, struct fault_queue *q)
 		return;
 	}
 	f->addr = msg->arg.pagefault.address & ~(uintptr_t)(PS - 1);
+	f->exact = msg->arg.pagefault.address;
 	f->flags = msg->arg.pagefault.flags;
 	f->tid = (pid_t)msg->arg.pagefault.feat.ptid;
 	f->fail = false;
@@ -1319,9 +1319,26 @@ vm_map(vm_map_t task, vm_address_t *address, vm_size_t size, vm_address_t mask,
 	if (copy)
 		return KERN_INVALID_ARGUMENT; /* copy strategies come with a later issue */
 	if (memory_object == MACH_PORT_NULL) {
-		if (mask != 0)
-			return KERN_INVALID_ARGUMENT;
-		return vm_allocate(task, address, size, anywhere);
+		vm_address_t base = 0, start;
+		vm_size_t alen = MVM_ROUND_PAGE(size), slack = (vm_size_t)mask + 1;
+
+		if (mask == 0 || !anywhere) {
+			if (!anywhere && (*address & mask) != 0)
+				return KERN_INVALID_ARGUMENT;
+			return vm_allocate(task, address, size, anywhere);
+		}
+		/* Aligned anonymous memory: allocate with room to align, give the rest back. */
+		if (slack == 0 || alen + slack < alen)
+			return KERN_NO_SPACE;
+		if ((kr = vm_allocate(task, &base, alen + slack, TRUE)) != KERN_SUCCESS)
+			return kr;
+		start = (base + mask) & ~(vm_address_t)mask;
+		if (start > base)
+			(void)vm_deallocate(task, base, start - base);
+		if (start + alen < base + alen + slack)
+			(void)vm_deallocate(task, start + alen, base + alen + slack - start - alen);
+		*address = start;
+		return KERN_SUCCESS;
 	}
 	if (mach_port_type(mach_task_self(), memory_object, &type) != KERN_SUCCESS ||
 	    !(type & MACH_PORT_TYPE_SEND))

@@ -1,0 +1,1117 @@
+/*
+ * src/pager/pager.c: the pager framework; see <machvm/pager.h>.
+ *
+ * Contents: 1. structures  2. the framework (registry, receiver, workers)  3. pages and
+ *           kernels  4. incoming messages (ordered bookkeeping)  5. I/O tasks
+ *           6. range helpers  7. creation and shutdown
+ *
+ * Locking order:
+ *   pager.lock     per pager: kernels, pages, lock records (rank MVM_LOCKRANK_PAGER)
+ *     fw.lock      the registry and the task queue (rank MVM_LOCKRANK_PAGER_FW)
+ *       ipc        (sends happen with no pager lock held)
+ * No lock is held while an op runs or while a message is sent. The receiver thread does
+ * the bookkeeping of each message in sequence-number order (it is the only thread
+ * dequeuing the pagers' ports); the I/O is queued to the workers.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mach/mach.h>
+#include <machvm/memory_object.h>
+#include <machvm/pager.h>
+#include "ipc/ipc.h"
+#include "lib/lock.h"
+#include "sys/sys.h"
+
+#define PS ((vm_size_t)mvm__page_size())
+#define NWORKERS 4
+
+/* ---- 1. structures ------------------------------------------------------------------- */
+
+#define PM_PAGINGOUT    0x01  /* a write of the page is under way */
+#define PM_ERROR        0x02  /* the last write failed: data kept in `kept` */
+#define PM_REFUSE_WRITE 0x04  /* unlock refused: the next write request gets data_error */
+
+struct pg_page {
+	uint8_t flags;                    /* (p) PM_* */
+	kern_return_t err;                /* (p) last write error */
+	void *kept;                       /* (p) data of a failed write, one page */
+};
+
+struct pg_kernel {
+	struct pg_kernel *next;           /* (p) */
+	mach_port_t ctl, name;            /* (p) */
+	uint8_t *incore;                  /* (p) per page: the kernel may hold it */
+	size_t n;                         /* (p) */
+};
+
+/* A request deferred until the writes of its pages finish. */
+struct pg_pagein {
+	struct pg_pagein *next;           /* (p) */
+	mach_port_t ctl;
+	vm_offset_t off;
+	vm_size_t len;
+	vm_prot_t access;
+};
+
+/* An outstanding lock_request sent to the kernels by a helper. */
+struct pg_lockrec {
+	struct pg_lockrec *next;          /* (p) */
+	vm_offset_t off;
+	vm_size_t len;
+	mach_port_t ctls[16];             /* (p) kernels that still owe lock_completed */
+	unsigned pending;                 /* (p) entries of ctls in use */
+	unsigned pending_writes;          /* (p) writes caused and not finished */
+	kern_return_t err;                /* (p) first write error */
+	bool waited;                      /* (p) a thread waits and frees it */
+};
+
+struct pg_attrrec {
+	struct pg_attrrec *next;          /* (p) */
+	boolean_t may_cache;
+	memory_object_copy_strategy_t strategy;
+	unsigned pending;                 /* (p) kernels that owe change_completed */
+	bool waited;
+};
+
+struct mvm_pager {
+	struct mvm_pager *next;           /* (f) registry */
+	const struct mvm_pager_ops *ops;  /* (c) */
+	void *upi;                        /* (c) */
+	struct mvm_pager_attr attr;       /* (p) */
+	mach_port_t port;                 /* (c) receive right + a send right */
+	struct mvm_lock lock;
+	pthread_cond_t cond;              /* a lock record, attribute record or task finished */
+	struct pg_kernel *kernels;        /* (p) */
+	struct pg_page *pages;            /* (p) */
+	size_t npages;                    /* (p) */
+	struct pg_pagein *pageins;        /* (p) */
+	struct pg_lockrec *locks;         /* (p) */
+	struct pg_attrrec *attrs;         /* (p) */
+	unsigned tasks;                   /* (p) I/O tasks queued or running */
+	bool shutting_down;               /* (p) */
+	struct mvm_pager_stats st;        /* (p) */
+};
+
+enum task_kind { T_READ, T_WRITE, T_UNLOCK };
+
+struct pg_task {
+	struct pg_task *next;
+	enum task_kind kind;
+	struct mvm_pager *p;
+	mach_port_t ctl;
+	vm_offset_t off;
+	vm_size_t len;
+	vm_prot_t access;
+	vm_offset_t data;                 /* T_WRITE: the returned data (owned) */
+};
+
+static struct {
+	struct mvm_lock lock;
+	pthread_cond_t cond;              /* a task was queued */
+	bool started;
+	mach_port_t set;                  /* every pager's object port */
+	struct mvm_pager *pagers;         /* (f) */
+	struct pg_task *head, *tail;      /* (f) task queue */
+	pthread_t receiver, workers[NWORKERS];
+} fw;
+
+static pthread_once_t fw_once = PTHREAD_ONCE_INIT;
+static __thread bool in_framework;   /* the calling thread is a receiver or a worker */
+
+/* ---- 2. the framework ---------------------------------------------------------------- */
+
+static void *receiver_main(void *arg);
+static void *worker_main(void *arg);
+
+static void
+fw_init(void)
+{
+	mvm_lock_init(&fw.lock, MVM_LOCKRANK_PAGER_FW, "pager_fw");
+	pthread_cond_init(&fw.cond, NULL);
+}
+
+/* Start the framework's threads once. */
+static kern_return_t
+fw_start(void)
+{
+	kern_return_t kr = KERN_SUCCESS;
+
+	pthread_once(&fw_once, fw_init);
+	mvm_lock_acquire(&fw.lock);
+	if (!fw.started) {
+		if ((kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_PORT_SET, &fw.set)) ==
+		    KERN_SUCCESS) {
+			bool ok = pthread_create(&fw.receiver, NULL, receiver_main, NULL) == 0;
+
+			for (int i = 0; ok && i < NWORKERS; i++)
+				ok = pthread_create(&fw.workers[i], NULL, worker_main, NULL) == 0;
+			if (ok) {
+				fw.started = true;
+				mvm__ipc_reserve(1, 0, 1); /* the framework's port set */
+			}
+			else
+				kr = KERN_RESOURCE_SHORTAGE;
+		}
+	}
+	mvm_lock_release(&fw.lock);
+	return kr;
+}
+
+static struct mvm_pager *
+fw_lookup(mach_port_t port)
+{
+	struct mvm_pager *p;
+
+	mvm_lock_acquire(&fw.lock);
+	for (p = fw.pagers; p != NULL && p->port != port; p = p->next)
+		;
+	mvm_lock_release(&fw.lock);
+	return p;
+}
+
+/* Queue a task; the pager's task count was raised by the caller under pager.lock. */
+static void
+task_queue(struct pg_task *t)
+{
+	mvm_lock_acquire(&fw.lock);
+	t->next = NULL;
+	if (fw.tail != NULL)
+		fw.tail->next = t;
+	else
+		fw.head = t;
+	fw.tail = t;
+	pthread_cond_signal(&fw.cond);
+	mvm_lock_release(&fw.lock);
+}
+
+static void run_task(struct pg_task *t);
+
+static void *
+worker_main(void *arg)
+{
+	(void)arg;
+	in_framework = true;
+	for (;;) {
+		struct pg_task *t;
+
+		mvm_lock_acquire(&fw.lock);
+		while (fw.head == NULL)
+			pthread_cond_wait(&fw.cond, &fw.lock.mtx);
+		t = fw.head;
+		fw.head = t->next;
+		if (fw.head == NULL)
+			fw.tail = NULL;
+		mvm_lock_release(&fw.lock);
+		run_task(t);
+	}
+	return NULL;
+}
+
+/* ---- 3. pages and kernels -------------------------------------------------------------- */
+
+/* Make the page map cover page index n - 1. Under pager.lock. */
+static bool
+pages_grow(struct mvm_pager *p, size_t n)
+{
+	struct pg_page *np;
+
+	if (n <= p->npages)
+		return true;
+	if (n > ((size_t)1 << 32))
+		return false;
+	if ((np = mvm__realloc(p->pages, n * sizeof(*np))) == NULL)
+		return false;
+	memset(&np[p->npages], 0, (n - p->npages) * sizeof(*np));
+	p->pages = np;
+	p->npages = n;
+	return true;
+}
+
+static struct pg_kernel *
+kernel_of(struct mvm_pager *p, mach_port_t ctl)
+{
+	for (struct pg_kernel *k = p->kernels; k != NULL; k = k->next)
+		if (k->ctl == ctl)
+			return k;
+	return NULL;
+}
+
+static void
+kernel_set_incore(struct pg_kernel *k, size_t first, size_t n, uint8_t v)
+{
+	if (first + n > k->n) {
+		uint8_t *ni = mvm__realloc(k->incore, first + n);
+
+		if (ni == NULL)
+			return; /* best effort: incore is advisory */
+		memset(ni + k->n, 0, first + n - k->n);
+		k->incore = ni;
+		k->n = first + n;
+	}
+	memset(k->incore + first, v, n);
+}
+
+/* A lock record no longer waits for kernel ctl. Under pager.lock. */
+static void
+lockrec_done(struct mvm_pager *p, struct pg_lockrec *r, mach_port_t ctl)
+{
+	for (unsigned i = 0; i < r->pending; i++)
+		if (r->ctls[i] == ctl) {
+			r->ctls[i] = r->ctls[--r->pending];
+			break;
+		}
+	pthread_cond_broadcast(&p->cond);
+}
+
+/* ---- 4. incoming messages ------------------------------------------------------------- */
+
+static kern_return_t
+h_init(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_object_control_t ctl,
+    memory_object_name_t name, vm_size_t page_size)
+{
+	struct mvm_pager *p = ctx;
+	struct pg_kernel *k;
+	boolean_t may_cache;
+	memory_object_copy_strategy_t strategy;
+
+	(void)obj;
+	(void)seqno;
+	if (page_size != PS)
+		return KERN_INVALID_ARGUMENT; /* the message (and its rights) is destroyed */
+	if ((k = mvm__calloc(1, sizeof(*k))) == NULL)
+		return KERN_RESOURCE_SHORTAGE;
+	mvm_lock_acquire(&p->lock);
+	k->ctl = ctl;
+	k->name = name;
+	k->next = p->kernels;
+	p->kernels = k;
+	p->st.kernels++;
+	may_cache = p->attr.may_cache;
+	strategy = p->attr.copy_strategy;
+	mvm_lock_release(&p->lock);
+	(void)memory_object_ready(ctl, may_cache, strategy);
+	return KERN_SUCCESS;
+}
+
+static kern_return_t
+h_terminate(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_object_control_t ctl,
+    memory_object_name_t name)
+{
+	struct mvm_pager *p = ctx;
+	struct pg_kernel **kp, *k = NULL;
+
+	(void)obj;
+	(void)seqno;
+	mvm_lock_acquire(&p->lock);
+	for (kp = &p->kernels; *kp != NULL; kp = &(*kp)->next)
+		if ((*kp)->ctl == ctl) {
+			k = *kp;
+			*kp = k->next;
+			break;
+		}
+	if (k != NULL) {
+		p->st.kernels--;
+		/* Nothing waits for a kernel that is gone. */
+		for (struct pg_lockrec *r = p->locks; r != NULL; r = r->next)
+			lockrec_done(p, r, ctl);
+		for (struct pg_attrrec *a = p->attrs; a != NULL; a = a->next)
+			if (a->pending > 0)
+				a->pending--;
+		pthread_cond_broadcast(&p->cond);
+	}
+	mvm_lock_release(&p->lock);
+	if (k != NULL) {
+		mvm__free(k->incore);
+		mvm__free(k);
+	}
+	/* Both receive rights are ours now, with the send rights earlier messages gave us. */
+	(void)mach_port_destroy(mach_task_self(), ctl);
+	(void)mach_port_destroy(mach_task_self(), name);
+	return KERN_SUCCESS;
+}
+
+static kern_return_t
+h_data_request(void *ctx, memory_object_t obj, mach_port_seqno_t seqno,
+    memory_object_control_t ctl, vm_offset_t off, vm_size_t len, vm_prot_t access)
+{
+	struct mvm_pager *p = ctx;
+	struct pg_kernel *k;
+	struct pg_task *t;
+	size_t first, n;
+	bool wait = false, refuse = false;
+
+	(void)obj;
+	(void)seqno;
+	if ((off % PS) != 0 || len == 0 || (len % PS) != 0 || off + len < off)
+		return KERN_INVALID_ARGUMENT;
+	first = off / PS;
+	n = len / PS;
+	mvm_lock_acquire(&p->lock);
+	if ((k = kernel_of(p, ctl)) == NULL || p->shutting_down || !pages_grow(p, first + n)) {
+		mvm_lock_release(&p->lock);
+		(void)memory_object_data_error(ctl, off, len, KERN_MEMORY_ERROR);
+		(void)mach_port_deallocate(mach_task_self(), ctl);
+		return KERN_SUCCESS;
+	}
+	p->st.requests++;
+	kernel_set_incore(k, first, n, 1);
+	for (size_t i = 0; i < n; i++) {
+		struct pg_page *pg = &p->pages[first + i];
+
+		if (pg->flags & PM_PAGINGOUT)
+			wait = true;
+		if ((pg->flags & PM_REFUSE_WRITE) && (access & VM_PROT_WRITE)) {
+			pg->flags &= ~PM_REFUSE_WRITE;
+			refuse = true;
+		}
+	}
+	if (refuse) {
+		/* The unlock of this page was refused: the write's re-request fails. */
+		mvm_lock_release(&p->lock);
+		(void)memory_object_data_error(ctl, off, len, KERN_PROTECTION_FAILURE);
+		(void)mach_port_deallocate(mach_task_self(), ctl);
+		return KERN_SUCCESS;
+	}
+	if (wait) {
+		/* A write of one of these pages is under way: read once it is done. */
+		struct pg_pagein *w = mvm__malloc(sizeof(*w));
+
+		if (w != NULL) {
+			w->ctl = ctl;
+			w->off = off;
+			w->len = len;
+			w->access = access;
+			w->next = p->pageins;
+			p->pageins = w;
+			mvm_lock_release(&p->lock);
+			return KERN_SUCCESS; /* the pagein keeps the control right */
+		}
+	}
+	if ((t = mvm__calloc(1, sizeof(*t))) == NULL) {
+		mvm_lock_release(&p->lock);
+		(void)memory_object_data_error(ctl, off, len, KERN_RESOURCE_SHORTAGE);
+		(void)mach_port_deallocate(mach_task_self(), ctl);
+		return KERN_SUCCESS;
+	}
+	p->tasks++;
+	mvm_lock_release(&p->lock);
+	t->kind = T_READ;
+	t->p = p;
+	t->ctl = ctl;
+	t->off = off;
+	t->len = len;
+	t->access = access;
+	task_queue(t);
+	return KERN_SUCCESS;
+}
+
+static kern_return_t
+h_data_unlock(void *ctx, memory_object_t obj, mach_port_seqno_t seqno,
+    memory_object_control_t ctl, vm_offset_t off, vm_size_t len, vm_prot_t access)
+{
+	struct mvm_pager *p = ctx;
+	struct pg_task *t;
+
+	(void)obj;
+	(void)seqno;
+	if ((off % PS) != 0 || len == 0 || (len % PS) != 0)
+		return KERN_INVALID_ARGUMENT;
+	if ((t = mvm__calloc(1, sizeof(*t))) == NULL)
+		return KERN_RESOURCE_SHORTAGE;
+	mvm_lock_acquire(&p->lock);
+	p->tasks++;
+	p->st.unlocks++;
+	mvm_lock_release(&p->lock);
+	/* unlock_page may block: never here, in the ordered part. */
+	t->kind = T_UNLOCK;
+	t->p = p;
+	t->ctl = ctl;
+	t->off = off;
+	t->len = len;
+	t->access = access;
+	task_queue(t);
+	return KERN_SUCCESS;
+}
+
+static kern_return_t
+h_data_return(void *ctx, memory_object_t obj, mach_port_seqno_t seqno,
+    memory_object_control_t ctl, vm_offset_t off, vm_offset_t data, mach_msg_type_number_t count,
+    boolean_t dirty, boolean_t kernel_copy)
+{
+	struct mvm_pager *p = ctx;
+	struct pg_kernel *k;
+	struct pg_task *t;
+	size_t first = off / PS, n = count / PS;
+
+	(void)obj;
+	(void)seqno;
+	if ((off % PS) != 0 || (count % PS) != 0)
+		return KERN_INVALID_ARGUMENT; /* the data is freed with the message */
+	mvm_lock_acquire(&p->lock);
+	if ((k = kernel_of(p, ctl)) != NULL && !kernel_copy)
+		kernel_set_incore(k, first, n, 0);
+	if (!dirty || n == 0 || !pages_grow(p, first + n)) {
+		bool evict = !dirty && !kernel_copy && p->ops->notify_evict != NULL;
+
+		mvm_lock_release(&p->lock);
+		/* A clean precious page: nothing to write. */
+		if (evict)
+			p->ops->notify_evict(p->upi, off, count);
+		(void)vm_deallocate(mach_task_self(), data, count);
+		(void)mach_port_deallocate(mach_task_self(), ctl);
+		return KERN_SUCCESS;
+	}
+	if ((t = mvm__calloc(1, sizeof(*t))) == NULL) {
+		mvm_lock_release(&p->lock);
+		return KERN_RESOURCE_SHORTAGE;
+	}
+	p->st.returns++;
+	for (size_t i = 0; i < n; i++)
+		p->pages[first + i].flags |= PM_PAGINGOUT;
+	/* Every helper waiting on an overlapping range now waits for this write too. */
+	for (struct pg_lockrec *r = p->locks; r != NULL; r = r->next)
+		if (off < r->off + (r->len ? r->len : (vm_size_t)-1 - r->off) && r->off < off + count)
+			r->pending_writes++;
+	p->tasks++;
+	mvm_lock_release(&p->lock);
+	t->kind = T_WRITE;
+	t->p = p;
+	t->ctl = ctl;
+	t->off = off;
+	t->len = count;
+	t->data = data;
+	task_queue(t);
+	return KERN_SUCCESS;
+}
+
+static kern_return_t
+h_lock_completed(void *ctx, memory_object_t reply, mach_port_seqno_t seqno,
+    memory_object_control_t ctl, vm_offset_t off, vm_size_t len)
+{
+	struct mvm_pager *p = ctx;
+
+	(void)reply;
+	(void)seqno;
+	mvm_lock_acquire(&p->lock);
+	p->st.lock_completions++;
+	for (struct pg_lockrec *r = p->locks; r != NULL; r = r->next) {
+		bool owes = false;
+
+		for (unsigned i = 0; i < r->pending; i++)
+			owes |= r->ctls[i] == ctl;
+		if (owes && r->off == off && r->len == len) {
+			lockrec_done(p, r, ctl);
+			break;
+		}
+	}
+	mvm_lock_release(&p->lock);
+	(void)mach_port_deallocate(mach_task_self(), ctl);
+	return KERN_SUCCESS;
+}
+
+static kern_return_t
+h_change_completed(void *ctx, memory_object_t reply, mach_port_seqno_t seqno, boolean_t may_cache,
+    memory_object_copy_strategy_t strategy)
+{
+	struct mvm_pager *p = ctx;
+
+	(void)reply;
+	(void)seqno;
+	mvm_lock_acquire(&p->lock);
+	for (struct pg_attrrec *a = p->attrs; a != NULL; a = a->next)
+		if (a->pending > 0 && a->may_cache == may_cache && a->strategy == strategy) {
+			a->pending--;
+			break;
+		}
+	pthread_cond_broadcast(&p->cond);
+	mvm_lock_release(&p->lock);
+	return KERN_SUCCESS;
+}
+
+static kern_return_t
+h_supply_completed(void *ctx, memory_object_t reply, mach_port_seqno_t seqno,
+    memory_object_control_t ctl, vm_offset_t off, vm_size_t len, kern_return_t result,
+    vm_offset_t error_offset)
+{
+	(void)ctx;
+	(void)reply;
+	(void)seqno;
+	(void)off;
+	(void)len;
+	(void)result;
+	(void)error_offset;
+	(void)mach_port_deallocate(mach_task_self(), ctl);
+	return KERN_SUCCESS;
+}
+
+static const struct mvm_memory_object_ops fw_ops = {
+	.version = MVM_MEMORY_OBJECT_OPS_VERSION,
+	.init = h_init,
+	.terminate = h_terminate,
+	.data_request = h_data_request,
+	.data_unlock = h_data_unlock,
+	.lock_completed = h_lock_completed,
+	.supply_completed = h_supply_completed,
+	.data_return = h_data_return,
+	.change_completed = h_change_completed,
+};
+
+static boolean_t
+fw_demux(mach_msg_header_t *in, mach_msg_header_t *out)
+{
+	struct mvm_pager *p = fw_lookup(in->msgh_local_port);
+
+	if (p == NULL) {
+		((mig_reply_header_t *)out)->RetCode = MIG_BAD_ID;
+		return FALSE;
+	}
+	return mvm_memory_object_server(&fw_ops, p, in, out);
+}
+
+static void *
+receiver_main(void *arg)
+{
+	(void)arg;
+	in_framework = true;
+	for (;;)
+		(void)mach_msg_server(fw_demux, MVM_MEMORY_OBJECT_MSG_SIZE_MAX + 64, fw.set);
+	return NULL;
+}
+
+/* ---- 5. I/O tasks ----------------------------------------------------------------------- */
+
+static void
+task_done(struct mvm_pager *p)
+{
+	mvm_lock_acquire(&p->lock);
+	p->tasks--;
+	pthread_cond_broadcast(&p->cond);
+	mvm_lock_release(&p->lock);
+}
+
+static void
+do_read(struct mvm_pager *p, mach_port_t ctl, vm_offset_t off, vm_size_t len, vm_prot_t access)
+{
+	vm_address_t buf = 0;
+	boolean_t unavailable = FALSE, write_lock = FALSE, precious;
+	kern_return_t kr;
+	size_t first = off / PS, n = len / PS;
+	bool kept = false;
+
+	(void)access;
+	mvm_lock_acquire(&p->lock);
+	precious = p->attr.precious;
+	for (size_t i = 0; i < n && first + i < p->npages; i++)
+		kept |= p->pages[first + i].kept != NULL;
+	mvm_lock_release(&p->lock);
+	if (vm_allocate(mach_task_self(), &buf, len, TRUE) != KERN_SUCCESS) {
+		(void)memory_object_data_error(ctl, off, len, KERN_RESOURCE_SHORTAGE);
+		return;
+	}
+	kr = p->ops->read_pages(p->upi, off, (void *)buf, len, &unavailable, &write_lock);
+	if (kr != KERN_SUCCESS && kr != KERN_MEMORY_ERROR && kr != KERN_RESOURCE_SHORTAGE)
+		kr = KERN_MEMORY_ERROR; /* outside the op's closed list: treat as an I/O error */
+	if (kept) {
+		/* Data whose write failed is newer than the store: it wins. */
+		if (unavailable) {
+			memset((void *)buf, 0, len);
+			unavailable = FALSE;
+		}
+		mvm_lock_acquire(&p->lock);
+		for (size_t i = 0; i < n && first + i < p->npages; i++)
+			if (p->pages[first + i].kept != NULL)
+				memcpy((char *)buf + i * PS, p->pages[first + i].kept, PS);
+		mvm_lock_release(&p->lock);
+		kr = KERN_SUCCESS;
+	}
+	mvm_lock_acquire(&p->lock);
+	if (kr != KERN_SUCCESS)
+		p->st.read_errors++;
+	else if (unavailable)
+		p->st.unavailable++;
+	else
+		p->st.pages_read += n;
+	mvm_lock_release(&p->lock);
+	if (kr != KERN_SUCCESS) {
+		(void)vm_deallocate(mach_task_self(), buf, len);
+		(void)memory_object_data_error(ctl, off, len, kr);
+	} else if (unavailable) {
+		(void)vm_deallocate(mach_task_self(), buf, len);
+		(void)memory_object_data_unavailable(ctl, off, len);
+	} else {
+		/* The message takes the buffer (deallocate). */
+		if (memory_object_data_supply(ctl, off, buf, (mach_msg_type_number_t)len, TRUE,
+		    write_lock ? VM_PROT_WRITE : VM_PROT_NONE, precious, MACH_PORT_NULL) !=
+		    KERN_SUCCESS)
+			(void)vm_deallocate(mach_task_self(), buf, len);
+	}
+}
+
+static void
+do_write(struct pg_task *t)
+{
+	struct mvm_pager *p = t->p;
+	size_t first = t->off / PS, n = t->len / PS;
+	kern_return_t kr = KERN_PROTECTION_FAILURE;
+	struct pg_pagein *ready = NULL;
+
+	if (p->ops->write_pages != NULL)
+		kr = p->ops->write_pages(p->upi, t->off, (void *)t->data, t->len);
+	if (kr != KERN_SUCCESS && kr != KERN_MEMORY_ERROR && kr != KERN_RESOURCE_SHORTAGE &&
+	    kr != KERN_PROTECTION_FAILURE)
+		kr = KERN_MEMORY_ERROR;
+	mvm_lock_acquire(&p->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct pg_page *pg = &p->pages[first + i];
+
+		pg->flags &= ~PM_PAGINGOUT;
+		if (kr == KERN_SUCCESS) {
+			pg->flags &= ~PM_ERROR;
+			pg->err = KERN_SUCCESS;
+			mvm__free(pg->kept);
+			pg->kept = NULL;
+		} else {
+			/* Keep the data: it is served to the next request and never dropped. */
+			if (pg->kept == NULL)
+				pg->kept = mvm__malloc(PS);
+			if (pg->kept != NULL)
+				memcpy(pg->kept, (char *)t->data + i * PS, PS);
+			pg->flags |= PM_ERROR;
+			pg->err = kr;
+		}
+	}
+	if (kr == KERN_SUCCESS)
+		p->st.pages_written += n;
+	else
+		p->st.write_errors++;
+	for (struct pg_lockrec *r = p->locks; r != NULL; r = r->next)
+		if (t->off < r->off + (r->len ? r->len : (vm_size_t)-1 - r->off) &&
+		    r->off < t->off + t->len && r->pending_writes > 0) {
+			r->pending_writes--;
+			if (kr != KERN_SUCCESS && r->err == KERN_SUCCESS)
+				r->err = kr;
+		}
+	/* Requests that waited for these writes may read now. */
+	for (struct pg_pagein **wp = &p->pageins; *wp != NULL;) {
+		struct pg_pagein *w = *wp;
+		bool still = false;
+
+		for (size_t i = w->off / PS; i < (w->off + w->len) / PS && i < p->npages; i++)
+			still |= (p->pages[i].flags & PM_PAGINGOUT) != 0;
+		if (still) {
+			wp = &w->next;
+			continue;
+		}
+		*wp = w->next;
+		w->next = ready;
+		ready = w;
+	}
+	pthread_cond_broadcast(&p->cond);
+	mvm_lock_release(&p->lock);
+	(void)vm_deallocate(mach_task_self(), t->data, t->len);
+	(void)mach_port_deallocate(mach_task_self(), t->ctl);
+	while (ready != NULL) {
+		struct pg_pagein *w = ready;
+
+		ready = w->next;
+		do_read(p, w->ctl, w->off, w->len, w->access);
+		(void)mach_port_deallocate(mach_task_self(), w->ctl);
+		mvm__free(w);
+	}
+}
+
+static void
+do_unlock(struct pg_task *t)
+{
+	struct mvm_pager *p = t->p;
+	kern_return_t kr = KERN_SUCCESS;
+
+	if (p->ops->unlock_page != NULL)
+		kr = p->ops->unlock_page(p->upi, t->off, t->len);
+	if (kr == KERN_SUCCESS) {
+		(void)memory_object_lock_request(t->ctl, t->off, t->len, MEMORY_OBJECT_RETURN_NONE,
+		    FALSE, VM_PROT_NONE, MACH_PORT_NULL);
+	} else {
+		/* Refuse as Mach prescribes: flush the page; the write's re-request gets
+		 * data_error (asynchronously: never wait here for our own queue). */
+		mvm_lock_acquire(&p->lock);
+		p->st.unlock_refusals++;
+		if (pages_grow(p, (t->off + t->len) / PS))
+			for (size_t i = t->off / PS; i < (t->off + t->len) / PS; i++)
+				p->pages[i].flags |= PM_REFUSE_WRITE;
+		mvm_lock_release(&p->lock);
+		(void)memory_object_lock_request(t->ctl, t->off, t->len, MEMORY_OBJECT_RETURN_DIRTY,
+		    TRUE, VM_PROT_WRITE, MACH_PORT_NULL);
+	}
+	(void)mach_port_deallocate(mach_task_self(), t->ctl);
+}
+
+static void
+run_task(struct pg_task *t)
+{
+	struct mvm_pager *p = t->p;
+
+	switch (t->kind) {
+	case T_READ:
+		do_read(p, t->ctl, t->off, t->len, t->access);
+		(void)mach_port_deallocate(mach_task_self(), t->ctl);
+		break;
+	case T_WRITE:
+		do_write(t);
+		break;
+	case T_UNLOCK:
+		do_unlock(t);
+		break;
+	}
+	mvm__free(t);
+	task_done(p);
+}
+
+/* ---- 6. range helpers ------------------------------------------------------------------- */
+
+static kern_return_t
+range_of(struct mvm_pager *p, vm_offset_t *off, vm_size_t *len)
+{
+	vm_size_t size;
+
+	if (*len != 0)
+		return KERN_SUCCESS;
+	if (p->ops->report_extent == NULL || p->ops->report_extent(p->upi, &size) != KERN_SUCCESS)
+		return KERN_INVALID_ARGUMENT;
+	if (*off >= size) {
+		*len = 0;
+		return KERN_SUCCESS;
+	}
+	*len = size - *off;
+	return KERN_SUCCESS;
+}
+
+/*
+ * Send lock_request to every kernel with the object port as reply port (so each
+ * kernel's data_returns are queued before its lock_completed), and with wait, wait for
+ * every completion and every write they caused.
+ */
+static kern_return_t
+lock_object(struct mvm_pager *p, vm_offset_t off, vm_size_t len, memory_object_return_t ret,
+    boolean_t flush, vm_prot_t lock_value, boolean_t wait)
+{
+	struct pg_lockrec *r;
+	mach_port_t ctls[16];
+	unsigned n = 0;
+	kern_return_t kr;
+
+	if ((kr = range_of(p, &off, &len)) != KERN_SUCCESS)
+		return kr;
+	if (len == 0)
+		return KERN_SUCCESS;
+	if (wait && in_framework)
+		return KERN_FAILURE; /* would wait for the very thread serving the object */
+	if ((r = mvm__calloc(1, sizeof(*r))) == NULL)
+		return KERN_RESOURCE_SHORTAGE;
+	r->off = off;
+	r->len = len;
+	r->waited = wait;
+	mvm_lock_acquire(&p->lock);
+	for (struct pg_kernel *k = p->kernels; k != NULL && n < 16; k = k->next) {
+		/* Our own user reference to the control port for the send. */
+		if (mach_port_mod_refs(mach_task_self(), k->ctl, MACH_PORT_RIGHT_SEND, 1) != KERN_SUCCESS)
+			continue;
+		ctls[n] = k->ctl;
+		r->ctls[n] = k->ctl;
+		n++;
+	}
+	r->pending = wait ? n : 0;
+	p->st.lock_requests += n;
+	r->next = p->locks;
+	p->locks = r;
+	mvm_lock_release(&p->lock);
+	for (unsigned i = 0; i < n; i++) {
+		kern_return_t skr = memory_object_lock_request(ctls[i], off, len, ret, flush,
+		    lock_value, wait ? p->port : MACH_PORT_NULL);
+
+		if (skr != KERN_SUCCESS && wait) {
+			mvm_lock_acquire(&p->lock);
+			lockrec_done(p, r, ctls[i]); /* the kernel is gone: nothing to wait for */
+			mvm_lock_release(&p->lock);
+		}
+		(void)mach_port_deallocate(mach_task_self(), ctls[i]);
+	}
+	mvm_lock_acquire(&p->lock);
+	if (wait)
+		while (r->pending > 0 || r->pending_writes > 0)
+			pthread_cond_wait(&p->cond, &p->lock.mtx);
+	kr = r->err;
+	/* Unlink: without wait nobody tracks it (writes still count only while linked). */
+	for (struct pg_lockrec **rp = &p->locks; *rp != NULL; rp = &(*rp)->next)
+		if (*rp == r) {
+			*rp = r->next;
+			break;
+		}
+	mvm_lock_release(&p->lock);
+	mvm__free(r);
+	return kr;
+}
+
+kern_return_t
+mvm_pager_sync(struct mvm_pager *p, vm_offset_t off, vm_size_t len, boolean_t wait)
+{
+	if (p == NULL)
+		return KERN_INVALID_ARGUMENT;
+	return lock_object(p, off, len, MEMORY_OBJECT_RETURN_ALL, FALSE, VM_PROT_NO_CHANGE, wait);
+}
+
+kern_return_t
+mvm_pager_flush(struct mvm_pager *p, vm_offset_t off, vm_size_t len, boolean_t wait)
+{
+	if (p == NULL)
+		return KERN_INVALID_ARGUMENT;
+	return lock_object(p, off, len, MEMORY_OBJECT_RETURN_NONE, TRUE, VM_PROT_NO_CHANGE, wait);
+}
+
+kern_return_t
+mvm_pager_return(struct mvm_pager *p, vm_offset_t off, vm_size_t len, boolean_t wait)
+{
+	if (p == NULL)
+		return KERN_INVALID_ARGUMENT;
+	return lock_object(p, off, len, MEMORY_OBJECT_RETURN_ALL, TRUE, VM_PROT_NO_CHANGE, wait);
+}
+
+kern_return_t
+mvm_pager_lock(struct mvm_pager *p, vm_offset_t off, vm_size_t len, vm_prot_t lock_value,
+    boolean_t wait)
+{
+	if (p == NULL || ((lock_value & ~VM_PROT_ALL) != 0 && lock_value != VM_PROT_NO_CHANGE))
+		return KERN_INVALID_ARGUMENT;
+	return lock_object(p, off, len, MEMORY_OBJECT_RETURN_NONE, FALSE, lock_value, wait);
+}
+
+kern_return_t
+mvm_pager_change_attributes(struct mvm_pager *p, boolean_t may_cache,
+    memory_object_copy_strategy_t strategy, boolean_t wait)
+{
+	struct pg_attrrec *a;
+	mach_port_t ctls[16];
+	unsigned n = 0;
+
+	if (p == NULL || strategy < MEMORY_OBJECT_COPY_NONE || strategy > MEMORY_OBJECT_COPY_TEMPORARY)
+		return KERN_INVALID_ARGUMENT;
+	if (wait && in_framework)
+		return KERN_FAILURE;
+	if ((a = mvm__calloc(1, sizeof(*a))) == NULL)
+		return KERN_RESOURCE_SHORTAGE;
+	a->may_cache = may_cache;
+	a->strategy = strategy;
+	mvm_lock_acquire(&p->lock);
+	p->attr.may_cache = may_cache;
+	p->attr.copy_strategy = strategy;
+	for (struct pg_kernel *k = p->kernels; k != NULL && n < 16; k = k->next)
+		if (mach_port_mod_refs(mach_task_self(), k->ctl, MACH_PORT_RIGHT_SEND, 1) == KERN_SUCCESS)
+			ctls[n++] = k->ctl;
+	a->pending = wait ? n : 0;
+	a->next = p->attrs;
+	p->attrs = a;
+	mvm_lock_release(&p->lock);
+	for (unsigned i = 0; i < n; i++) {
+		if (memory_object_change_attributes(ctls[i], may_cache, strategy,
+		    wait ? p->port : MACH_PORT_NULL) != KERN_SUCCESS && wait) {
+			mvm_lock_acquire(&p->lock);
+			if (a->pending > 0)
+				a->pending--;
+			mvm_lock_release(&p->lock);
+		}
+		(void)mach_port_deallocate(mach_task_self(), ctls[i]);
+	}
+	mvm_lock_acquire(&p->lock);
+	while (wait && a->pending > 0)
+		pthread_cond_wait(&p->cond, &p->lock.mtx);
+	for (struct pg_attrrec **ap = &p->attrs; *ap != NULL; ap = &(*ap)->next)
+		if (*ap == a) {
+			*ap = a->next;
+			break;
+		}
+	mvm_lock_release(&p->lock);
+	mvm__free(a);
+	return KERN_SUCCESS;
+}
+
+kern_return_t
+mvm_pager_offer_page(struct mvm_pager *p, vm_offset_t off, const void *data, boolean_t precious,
+    boolean_t write_lock)
+{
+	mach_port_t ctls[16];
+	unsigned n = 0;
+
+	if (p == NULL || data == NULL || (off % PS) != 0)
+		return KERN_INVALID_ARGUMENT;
+	mvm_lock_acquire(&p->lock);
+	for (struct pg_kernel *k = p->kernels; k != NULL && n < 16; k = k->next)
+		if (mach_port_mod_refs(mach_task_self(), k->ctl, MACH_PORT_RIGHT_SEND, 1) == KERN_SUCCESS) {
+			ctls[n++] = k->ctl;
+			kernel_set_incore(k, off / PS, 1, 1);
+		}
+	mvm_lock_release(&p->lock);
+	for (unsigned i = 0; i < n; i++) {
+		/* dealloc FALSE: the caller keeps its buffer; a resident page ignores it. */
+		(void)memory_object_data_supply(ctls[i], off, (vm_offset_t)data, (mach_msg_type_number_t)PS,
+		    FALSE, write_lock ? VM_PROT_WRITE : VM_PROT_NONE, precious, MACH_PORT_NULL);
+		(void)mach_port_deallocate(mach_task_self(), ctls[i]);
+	}
+	return KERN_SUCCESS;
+}
+
+kern_return_t
+mvm_pager_get_error(struct mvm_pager *p, vm_offset_t off)
+{
+	kern_return_t kr = KERN_SUCCESS;
+
+	if (p == NULL)
+		return KERN_INVALID_ARGUMENT;
+	mvm_lock_acquire(&p->lock);
+	if (off / PS < p->npages)
+		kr = p->pages[off / PS].err;
+	mvm_lock_release(&p->lock);
+	return kr;
+}
+
+kern_return_t
+mvm_pager_stats(struct mvm_pager *p, struct mvm_pager_stats *st)
+{
+	if (p == NULL || st == NULL)
+		return KERN_INVALID_ARGUMENT;
+	mvm_lock_acquire(&p->lock);
+	*st = p->st;
+	mvm_lock_release(&p->lock);
+	return KERN_SUCCESS;
+}
+
+mach_port_t
+mvm_pager_port(struct mvm_pager *p)
+{
+	return p != NULL ? p->port : MACH_PORT_NULL;
+}
+
+/* ---- 7. creation and shutdown ---------------------------------------------------------- */
+
+kern_return_t
+mvm_pager_create(const struct mvm_pager_ops *ops, void *upi, const struct mvm_pager_attr *attr,
+    struct mvm_pager **pagerp, mach_port_t *portp)
+{
+	struct mvm_pager *p;
+	kern_return_t kr;
+
+	if (ops == NULL || ops->version < 1 || ops->read_pages == NULL || pagerp == NULL)
+		return KERN_INVALID_ARGUMENT;
+	if (attr != NULL && (attr->copy_strategy < MEMORY_OBJECT_COPY_NONE ||
+	    attr->copy_strategy > MEMORY_OBJECT_COPY_TEMPORARY))
+		return KERN_INVALID_ARGUMENT;
+	if ((kr = fw_start()) != KERN_SUCCESS)
+		return kr;
+	if ((p = mvm__calloc(1, sizeof(*p))) == NULL)
+		return KERN_RESOURCE_SHORTAGE;
+	p->ops = ops;
+	p->upi = upi;
+	if (attr != NULL)
+		p->attr = *attr;
+	else
+		p->attr.copy_strategy = MEMORY_OBJECT_COPY_DELAY;
+	mvm_lock_init(&p->lock, MVM_LOCKRANK_PAGER, "pager");
+	pthread_cond_init(&p->cond, NULL);
+	if ((kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &p->port)) ||
+	    (kr = mach_port_insert_right(mach_task_self(), p->port, p->port, MACH_MSG_TYPE_MAKE_SEND))) {
+		if (MACH_PORT_VALID(p->port))
+			(void)mach_port_destroy(mach_task_self(), p->port);
+		mvm__free(p);
+		return kr;
+	}
+	/* Kernels send without limit; let their messages queue. */
+	(void)mach_port_set_qlimit(mach_task_self(), p->port, MACH_PORT_QLIMIT_MAX);
+	mvm_lock_acquire(&fw.lock);
+	p->next = fw.pagers;
+	fw.pagers = p;
+	mvm_lock_release(&fw.lock);
+	if ((kr = mach_port_move_member(mach_task_self(), p->port, fw.set)) != KERN_SUCCESS) {
+		(void)mvm_pager_shutdown(p);
+		return kr;
+	}
+	*pagerp = p;
+	if (portp != NULL)
+		*portp = p->port;
+	return KERN_SUCCESS;
+}
+
+static void
+drop_sends(mach_port_t name)
+{
+	mach_port_urefs_t n = 0;
+
+	if (mach_port_get_refs(mach_task_self(), name, MACH_PORT_RIGHT_SEND, &n) == KERN_SUCCESS &&
+	    n > 0)
+		(void)mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_SEND, -(mach_port_delta_t)n);
+	else if (mach_port_get_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME, &n) ==
+	    KERN_SUCCESS && n > 0)
+		(void)mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME,
+		    -(mach_port_delta_t)n);
+}
+
+kern_return_t
+mvm_pager_shutdown(struct mvm_pager *p)
+{
+	kern_return_t kr = KERN_SUCCESS;
+	vm_offset_t off = 0;
+	vm_size_t len = 0;
+
+	if (p == NULL)
+		return KERN_INVALID_ARGUMENT;
+	if (in_framework)
+		return KERN_FAILURE;
+	/* Every dirty page comes back and is written before the port dies. */
+	if (range_of(p, &off, &len) == KERN_SUCCESS && len > 0)
+		kr = lock_object(p, 0, len, MEMORY_OBJECT_RETURN_ALL, TRUE, VM_PROT_NO_CHANGE, TRUE);
+	else
+		kr = lock_object(p, 0, (vm_size_t)1 << 46, MEMORY_OBJECT_RETURN_ALL, TRUE,
+		    VM_PROT_NO_CHANGE, TRUE);
+	mvm_lock_acquire(&p->lock);
+	p->shutting_down = true;
+	while (p->tasks > 0)
+		pthread_cond_wait(&p->cond, &p->lock.mtx);
+	mvm_lock_release(&p->lock);
+	mvm_lock_acquire(&fw.lock);
+	for (struct mvm_pager **pp = &fw.pagers; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	mvm_lock_release(&fw.lock);
+	/* The kernels see the object port die: later faults fail, nothing hangs. */
+	(void)mach_port_destroy(mach_task_self(), p->port);
+	while (p->kernels != NULL) {
+		struct pg_kernel *k = p->kernels;
+
+		p->kernels = k->next;
+		/* Only our send rights: in this process the same names may also hold the
+		 * kernel's receive rights. */
+		drop_sends(k->ctl);
+		drop_sends(k->name);
+		mvm__free(k->incore);
+		mvm__free(k);
+	}
+	while (p->pageins != NULL) {
+		struct pg_pagein *w = p->pageins;
+
+		p->pageins = w->next;
+		(void)mach_port_deallocate(mach_task_self(), w->ctl);
+		mvm__free(w);
+	}
+	for (size_t i = 0; i < p->npages; i++)
+		mvm__free(p->pages[i].kept);
+	mvm__free(p->pages);
+	if (p->ops->clear_user_data != NULL)
+		p->ops->clear_user_data(p->upi);
+	pthread_cond_destroy(&p->cond);
+	mvm_lock_destroy(&p->lock);
+	mvm__free(p);
+	return kr;
+}
