@@ -640,6 +640,7 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 		mvm_lock_release(&mvm_vm.lock);
 		return KERN_RESOURCE_SHORTAGE;
 	}
+	obj_hold(o); /* waiting for a busy page drops the lock */
 	/* Take pages until one is resident: the rest is dropped (Mach's rule). */
 	for (k = 0; k < n; k++) {
 		wait_not_busy(o, first + k);
@@ -650,7 +651,6 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 		}
 		o->pages[first + k].flags |= MVM_PG_BUSY;
 	}
-	obj_hold(o);
 	mvm_lock_release(&mvm_vm.lock);
 	wr = k > 0 ? mvm__pwrite(o->memfd, (void *)data, k * PS, (off_t)off) : 0;
 	mvm_lock_acquire(&mvm_vm.lock);
@@ -1077,9 +1077,10 @@ k_destroy(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, kern_
 		return KERN_INVALID_ARGUMENT;
 	}
 	/* Resident pages stay readable in the mappings; the rest fails from now on. Unlike
-	 * GNU Mach, threads waiting for ready are woken (with an error). */
-	object_dies(o, &q);
+	 * GNU Mach, threads waiting for ready are woken (with an error). The manager gets
+	 * its terminate (sent while the object is not yet marked dead). */
 	terminate_object(o, false);
+	object_dies(o, &q);
 	obj_hold(o);
 	run_faults(&q);
 	obj_release(o);
@@ -1184,14 +1185,21 @@ free_object(struct mvm_vobject *o)
 	mvm__free(o);
 }
 
+/*
+ * The object port died (dead-name notification), or the name our send right lived under
+ * was destroyed (port-deleted: in the one name space a manager's mach_port_destroy of
+ * its receive right takes our send right with it; the name is no longer ours).
+ */
 static void
-dead_name(mach_port_t name)
+dead_name(mach_port_t name, bool deleted)
 {
 	struct mvm_vobject *o;
 	struct fault_queue q = { NULL, NULL };
 
 	mvm_lock_acquire(&mvm_vm.lock);
 	if ((o = obj_by_pager(name)) != NULL && !o->dead) {
+		if (deleted)
+			o->pager = MACH_PORT_NULL; /* nothing of ours left to deallocate */
 		object_dies(o, &q);
 		terminate_object(o, false); /* drops the ports; nothing can be sent */
 		obj_hold(o);
@@ -1201,8 +1209,9 @@ dead_name(mach_port_t name)
 			free_object(o);
 	}
 	mvm_lock_release(&mvm_vm.lock);
-	/* The notification carried a user reference for the dead name. */
-	(void)mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME, -1);
+	/* A dead-name notification carried a user reference for the dead name. */
+	if (!deleted)
+		(void)mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME, -1);
 }
 
 static boolean_t
@@ -1213,7 +1222,10 @@ kernel_demux(mach_msg_header_t *in, mach_msg_header_t *out)
 	if (in->msgh_local_port == mvm_vm.notify) {
 		if (in->msgh_id == MACH_NOTIFY_DEAD_NAME &&
 		    in->msgh_size >= sizeof(mach_dead_name_notification_t))
-			dead_name(((mach_dead_name_notification_t *)in)->not_port);
+			dead_name(((mach_dead_name_notification_t *)in)->not_port, false);
+		else if (in->msgh_id == MACH_NOTIFY_PORT_DELETED &&
+		    in->msgh_size >= sizeof(mach_port_deleted_notification_t))
+			dead_name(((mach_port_deleted_notification_t *)in)->not_port, true);
 		r->RetCode = KERN_SUCCESS; /* other notifications carry nothing to keep */
 		return TRUE;
 	}
