@@ -307,6 +307,7 @@ struct work {
 	enum work_kind kind;
 	uintptr_t addr;
 	uintptr_t exact;          /* the faulting address itself (si_addr of a SIGBUS) */
+	bool queued;              /* W_SIGBUS: the signal is already queued */
 	bool wp;
 	pid_t tid;
 	struct mvm_vobject *obj;  /* page to un-busy afterwards, or NULL */
@@ -421,7 +422,9 @@ do_work(const struct work *w)
 	case W_SIGBUS:
 		/* The signal is pending when the thread is woken, so it is delivered at the
 		 * faulting instruction; if the handler returns, the access asks again. */
-		(void)mvm__sigqueue_thread(w->tid, SIGBUS, (void *)w->exact, (void *)&mvm_sigbus_tag);
+		if (!w->queued)
+			(void)mvm__sigqueue_thread(w->tid, SIGBUS, (void *)w->exact,
+			    (void *)&mvm_sigbus_tag);
 		uffd_range(UFFDIO_WAKE, w->addr, PS, 0);
 		break;
 	case W_NONE:
@@ -452,6 +455,7 @@ dispatch(struct mvm_fault *f, struct work *w)
 	w->tid = f->tid;
 	if (f->fail) {
 		w->kind = W_SIGBUS;
+		w->queued = true; /* fail_faults() sent the signal */
 		mvm__free(f);
 		return;
 	}
@@ -612,6 +616,58 @@ fault_thread_main(void *arg)
 
 /* ---- 5. manager-to-kernel calls --------------------------------------------------------- */
 
+#define AROUND_RANGES 64
+
+struct around {
+	uintptr_t a, len;
+};
+
+/*
+ * Fault-around for a supply of the k pages from first (busy, being written): the mapped
+ * ranges of those pages that no parked fault waits for, when the lock lets them be read.
+ * Mapping them at once (write-protected, as every clean page) spares each page of a
+ * cluster its own minor fault; pages with a parked fault are left to run_faults(), which
+ * maps them and wakes their threads. Under vm.lock; returns the number of ranges.
+ */
+static size_t
+around_ranges(struct mvm_vobject *o, size_t first, size_t k, vm_prot_t lock_value,
+    struct around *rg)
+{
+	unsigned char *parked;
+	size_t nr = 0;
+
+	if (k < 2 || (lock_value & VM_PROT_READ) || (parked = mvm__calloc(k, 1)) == NULL)
+		return 0;
+	for (struct mvm_fault *f = o->faults; f != NULL; f = f->next) {
+		struct mvm_mapping *m = map_lookup(f->addr);
+		size_t pg = m != NULL ? (m->offset + (f->addr - m->start)) / PS : SIZE_MAX;
+
+		if (pg >= first && pg < first + k)
+			parked[pg - first] = 1;
+	}
+	for (struct mvm_mapping *m = mvm_vm.maps; m != NULL && nr < AROUND_RANGES; m = m->next) {
+		size_t mlo = m->offset / PS, mhi = mlo + (m->end - m->start) / PS;
+		size_t lo = first > mlo ? first : mlo, hi = first + k < mhi ? first + k : mhi;
+
+		if (m->obj != o)
+			continue;
+		for (size_t pg = lo; pg < hi && nr < AROUND_RANGES;) {
+			size_t end = pg;
+
+			while (end < hi && !parked[end - first])
+				end++;
+			if (end > pg) {
+				rg[nr].a = m->start + (pg * PS - m->offset);
+				rg[nr].len = (end - pg) * PS;
+				nr++;
+			}
+			pg = end + 1;
+		}
+	}
+	mvm__free(parked);
+	return nr;
+}
+
 static kern_return_t
 k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, vm_offset_t off,
     vm_offset_t data, mach_msg_type_number_t count, vm_prot_t lock_value, boolean_t precious,
@@ -621,7 +677,8 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 	struct fault_queue q = { NULL, NULL };
 	kern_return_t result = KERN_SUCCESS;
 	vm_offset_t err_off = 0;
-	size_t first, n, k = 0;
+	size_t first, n, k = 0, nr;
+	struct around rg[AROUND_RANGES];
 	ssize_t wr;
 
 	(void)ctx;
@@ -651,8 +708,18 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 		}
 		o->pages[first + k].flags |= MVM_PG_BUSY;
 	}
+	/* The ranges stay valid: unmapping waits while pages are busy. */
+	nr = around_ranges(o, first, k, lock_value, rg);
 	mvm_lock_release(&mvm_vm.lock);
 	wr = k > 0 ? mvm__pwrite(o->memfd, (void *)data, k * PS, (off_t)off) : 0;
+	for (size_t i = 0; wr >= 0 && i < nr; i++) {
+		/* No thread waits on these pages: do not wake anyone. A failure (a page
+		 * mapped meanwhile) leaves the rest to fault as usual. */
+		struct uffdio_continue c = { { rg[i].a, rg[i].len },
+		    UFFDIO_CONTINUE_MODE_WP | UFFDIO_CONTINUE_MODE_DONTWAKE, 0 };
+
+		(void)mvm__uffd_ioctl(mvm_vm.uffd, UFFDIO_CONTINUE, &c);
+	}
 	mvm_lock_acquire(&mvm_vm.lock);
 	for (size_t i = 0; i < k; i++) {
 		struct mvm_vpage *p = &o->pages[first + i];
@@ -759,7 +826,10 @@ fail_faults(struct mvm_vobject *o, size_t first, size_t last, struct fault_queue
 		for (size_t pg = first; pg < last; pg++)
 			unpark(o, pg, &fq);
 	while ((f = fq_pop(&fq)) != NULL) {
+		/* Signal them all before any is woken: a wake covers the whole page, and a
+		 * thread woken without its signal would fault again and ask again. */
 		f->fail = true;
+		(void)mvm__sigqueue_thread(f->tid, SIGBUS, (void *)f->exact, (void *)&mvm_sigbus_tag);
 		fq_push(q, f);
 	}
 }

@@ -2,6 +2,7 @@
  * tests/support/mvm_test.c: helpers shared by the tests.
  */
 #include <stdio.h>
+#include <time.h>
 
 #include "mvm_test.h"
 
@@ -11,11 +12,19 @@ mvm_test_quiescent(const char *file, int line)
 	char buf[256];
 
 	mvm_sys_inject_reset();
-	if (mvm_ipc_quiescent(buf, sizeof(buf)) != KERN_SUCCESS) {
-		/* Notifications may be in flight to ports the test already destroyed: they
-		 * die with their port, so a failure here is a real leak. */
-		fail_msg("%s:%d: %s", file, line, buf);
+	/*
+	 * The kernel's and the pager framework's threads finish their work asynchronously
+	 * (a terminate, a notification to the kernel's notify port): give them up to two
+	 * seconds to settle. What is still there after that is a leak.
+	 */
+	for (int i = 0; i < 400; i++) {
+		struct timespec ts = { 0, 5000000 };
+
+		if (mvm_ipc_quiescent(buf, sizeof(buf)) == KERN_SUCCESS)
+			return;
+		nanosleep(&ts, NULL);
 	}
+	fail_msg("%s:%d: %s", file, line, buf);
 }
 
 void
