@@ -338,6 +338,7 @@ cmd_demo(void)
 
 	if ((rc = need_kernel("demo")) != 0)
 		return rc;
+	rc = 1; /* until the demonstration succeeds */
 	if (!tracing)
 		tracing = 1; /* the demo always shows the trace */
 	mvm_trace_set(trace_cb, NULL);
@@ -462,6 +463,7 @@ cmd_stat(int argc, char **argv)
 	}
 	if ((rc = need_kernel("stat")) != 0)
 		return rc;
+	rc = 1;
 	if (tracing)
 		mvm_trace_set(trace_cb, NULL);
 	size = (size_t)st.st_size;
