@@ -91,6 +91,7 @@ struct mvm_pager {
 	struct pg_lockrec *locks;         /* (p) */
 	struct pg_attrrec *attrs;         /* (p) */
 	unsigned tasks;                   /* (p) I/O tasks queued or running */
+	struct pg_task *writes;           /* (p) write tasks queued or running, oldest first */
 	bool shutting_down;               /* (p) */
 	struct mvm_pager_stats st;        /* (p) */
 };
@@ -106,6 +107,7 @@ struct pg_task {
 	vm_size_t len;
 	vm_prot_t access;
 	vm_offset_t data;                 /* T_WRITE: the returned data (owned) */
+	struct pg_task *wnext;            /* (p) T_WRITE: the pager's writes list */
 };
 
 static struct {
@@ -476,12 +478,20 @@ h_data_return(void *ctx, memory_object_t obj, mach_port_seqno_t seqno,
 		if (off < r->off + (r->len ? r->len : (vm_size_t)-1 - r->off) && r->off < off + count)
 			r->pending_writes++;
 	p->tasks++;
+	t->off = off;
+	t->len = count;
+	/* In arrival order: a later write of a page must not land before this one. */
+	{
+		struct pg_task **wp = &p->writes;
+
+		while (*wp != NULL)
+			wp = &(*wp)->wnext;
+		*wp = t;
+	}
 	mvm_lock_release(&p->lock);
 	t->kind = T_WRITE;
 	t->p = p;
 	t->ctl = ctl;
-	t->off = off;
-	t->len = count;
 	t->data = data;
 	task_queue(t);
 	return KERN_SUCCESS;
@@ -658,16 +668,42 @@ do_write(struct pg_task *t)
 	kern_return_t kr = KERN_PROTECTION_FAILURE;
 	struct pg_pagein *ready = NULL;
 
+	/*
+	 * The kernel may return a page again (sync, then return) before the first write is
+	 * done: wait for the earlier writes of these pages, so that the store ends with the
+	 * newest data. They are running already (the task queue is FIFO), so this ends.
+	 */
+	mvm_lock_acquire(&p->lock);
+	for (;;) {
+		bool earlier = false;
+
+		for (struct pg_task *w = p->writes; w != NULL && w != t; w = w->wnext)
+			earlier |= w->off < t->off + t->len && t->off < w->off + w->len;
+		if (!earlier)
+			break;
+		pthread_cond_wait(&p->cond, &p->lock.mtx);
+	}
+	mvm_lock_release(&p->lock);
 	if (p->ops->write_pages != NULL)
 		kr = p->ops->write_pages(p->upi, t->off, (void *)t->data, t->len);
 	if (kr != KERN_SUCCESS && kr != KERN_MEMORY_ERROR && kr != KERN_RESOURCE_SHORTAGE &&
 	    kr != KERN_PROTECTION_FAILURE)
 		kr = KERN_MEMORY_ERROR;
 	mvm_lock_acquire(&p->lock);
+	for (struct pg_task **wp = &p->writes; *wp != NULL; wp = &(*wp)->wnext)
+		if (*wp == t) {
+			*wp = t->wnext;
+			break;
+		}
 	for (size_t i = 0; i < n; i++) {
 		struct pg_page *pg = &p->pages[first + i];
+		vm_offset_t o = (first + i) * PS;
 
+		/* Still paging out while a later write of the page is pending. */
 		pg->flags &= ~PM_PAGINGOUT;
+		for (struct pg_task *w = p->writes; w != NULL; w = w->wnext)
+			if (w->off <= o && o < w->off + w->len)
+				pg->flags |= PM_PAGINGOUT;
 		if (kr == KERN_SUCCESS) {
 			pg->flags &= ~PM_ERROR;
 			pg->err = KERN_SUCCESS;
@@ -790,6 +826,63 @@ range_of(struct mvm_pager *p, vm_offset_t *off, vm_size_t *len)
 }
 
 /*
+ * Write again the pages of [off, off + len) whose last write failed and that no write is
+ * under way for. Their newest data is only in `kept` (a kernel holds them clean, if at
+ * all), so without this no sync would ever store it and shutdown would drop it. Called
+ * before the lock requests go out, so a data_return they cause is written after this.
+ * => no lock held; the caller's lock record is linked: it counts these writes.
+ */
+static void
+retry_kept(struct mvm_pager *p, vm_offset_t off, vm_size_t len)
+{
+	size_t last = off + len < off ? SIZE_MAX : (off + len + PS - 1) / PS;
+
+	for (size_t i = off / PS;; i++) {
+		vm_address_t buf = 0;
+		struct pg_task *t = NULL, **wp;
+		bool found;
+
+		mvm_lock_acquire(&p->lock);
+		while (i < last && i < p->npages &&
+		    (p->pages[i].kept == NULL || (p->pages[i].flags & PM_PAGINGOUT)))
+			i++;
+		found = i < last && i < p->npages;
+		mvm_lock_release(&p->lock);
+		if (!found || vm_allocate(mach_task_self(), &buf, PS, TRUE) != KERN_SUCCESS)
+			return;
+		if ((t = mvm__calloc(1, sizeof(*t))) == NULL) {
+			(void)vm_deallocate(mach_task_self(), buf, PS);
+			return;
+		}
+		/* Looked at again: a data_return may have come meanwhile (newer: it wins). */
+		mvm_lock_acquire(&p->lock);
+		if (p->pages[i].kept == NULL || (p->pages[i].flags & PM_PAGINGOUT)) {
+			mvm_lock_release(&p->lock);
+			(void)vm_deallocate(mach_task_self(), buf, PS);
+			mvm__free(t);
+			continue;
+		}
+		memcpy((void *)buf, p->pages[i].kept, PS);
+		p->pages[i].flags |= PM_PAGINGOUT;
+		for (struct pg_lockrec *r = p->locks; r != NULL; r = r->next)
+			if (i * PS < r->off + r->len && r->off < (i + 1) * PS)
+				r->pending_writes++;
+		p->tasks++;
+		t->kind = T_WRITE;
+		t->p = p;
+		t->ctl = MACH_PORT_NULL;
+		t->off = i * PS;
+		t->len = PS;
+		t->data = buf;
+		for (wp = &p->writes; *wp != NULL; wp = &(*wp)->wnext)
+			;
+		*wp = t;
+		mvm_lock_release(&p->lock);
+		task_queue(t);
+	}
+}
+
+/*
  * Send lock_request to every kernel with the object port as reply port (so each
  * kernel's data_returns are queued before its lock_completed), and with wait, wait for
  * every completion and every write they caused.
@@ -828,6 +921,8 @@ lock_object(struct mvm_pager *p, vm_offset_t off, vm_size_t len, memory_object_r
 	r->next = p->locks;
 	p->locks = r;
 	mvm_lock_release(&p->lock);
+	if (ret != MEMORY_OBJECT_RETURN_NONE)
+		retry_kept(p, off, len);
 	for (unsigned i = 0; i < n; i++) {
 		kern_return_t skr = memory_object_lock_request(ctls[i], off, len, ret, flush,
 		    lock_value, wait ? p->port : MACH_PORT_NULL);
@@ -1060,19 +1155,16 @@ kern_return_t
 mvm_pager_shutdown(struct mvm_pager *p)
 {
 	kern_return_t kr = KERN_SUCCESS;
-	vm_offset_t off = 0;
-	vm_size_t len = 0;
 
 	if (p == NULL)
 		return KERN_INVALID_ARGUMENT;
 	if (in_framework)
 		return KERN_FAILURE;
-	/* Every dirty page comes back and is written before the port dies. */
-	if (range_of(p, &off, &len) == KERN_SUCCESS && len > 0)
-		kr = lock_object(p, 0, len, MEMORY_OBJECT_RETURN_ALL, TRUE, VM_PROT_NO_CHANGE, TRUE);
-	else
-		kr = lock_object(p, 0, (vm_size_t)1 << 46, MEMORY_OBJECT_RETURN_ALL, TRUE,
-		    VM_PROT_NO_CHANGE, TRUE);
+	/* Every dirty page comes back and is written before the port dies: the whole object,
+	 * not only its extent (a kernel may hold dirty pages past the end of a file, and
+	 * data whose write failed may lie there too). Kernels clip the range to their pages. */
+	kr = lock_object(p, 0, (vm_size_t)1 << 46, MEMORY_OBJECT_RETURN_ALL, TRUE,
+	    VM_PROT_NO_CHANGE, TRUE);
 	mvm_lock_acquire(&p->lock);
 	p->shutting_down = true;
 	while (p->tasks > 0)
