@@ -58,9 +58,12 @@ o_init(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_object_co
 
 	(void)obj;
 	(void)seqno;
-	logf_(m, "init page_size=%lu", (unsigned long)page_size);
+	/* Publish the ports before the log line a test may be waiting for. */
+	pthread_mutex_lock(&m->mtx);
 	m->ctl = ctl;
 	m->name = name;
+	pthread_mutex_unlock(&m->mtx);
+	logf_(m, "init page_size=%lu", (unsigned long)page_size);
 	if (m->policy.init != NULL && m->policy.init(m, ctl))
 		return KERN_SUCCESS;
 	if (!m->no_ready)
