@@ -298,6 +298,8 @@ mach_msg_return_t mvm__kmsg_copyout(struct mvm_kmsg *kmsg, struct mvm_ctx *ctx);
 /* Anonymous memory accounting (vm/vm_anon.c). */
 void *mvm__vm_alloc_pages(size_t len, int *err);           /* tracked, page-aligned */
 void mvm__vm_free_pages(void *addr, size_t len);           /* untrack and unmap */
+/* True when [start, start + len) lies in regions machvm mapped (so it is readable). */
+bool mvm__vm_tracked(uintptr_t start, size_t len);
 uint64_t mvm__vm_tracked_bytes(void);
 
 /*

@@ -282,7 +282,11 @@ mvm__kmsg_copyin_data(const mach_msg_header_t *umsg, mach_msg_size_t size,
 		} else {
 			vm_offset_t dst = (vm_offset_t)o->addr + o->data_off;
 
-			if (mvm__copy_checked((void *)dst, (void *)src, (size_t)it.data_len) != 0) {
+			/* Memory machvm mapped is known to be readable: copy it directly; anything
+			 * else is read without trusting it. */
+			if (mvm__vm_tracked(src, (size_t)it.data_len))
+				memcpy((void *)dst, (void *)src, (size_t)it.data_len);
+			else if (mvm__copy_checked((void *)dst, (void *)src, (size_t)it.data_len) != 0) {
 				copyin_abort(ci);
 				return MACH_SEND_INVALID_MEMORY;
 			}

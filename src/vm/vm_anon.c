@@ -144,7 +144,32 @@ mvm__vm_alloc_pages(size_t len, int *err)
 void
 mvm__vm_free_pages(void *addr, size_t len)
 {
-	(void)vm_deallocate(mach_task_self(), (vm_address_t)addr, len);
+	/* Only ever a region mvm__vm_alloc_pages made: no object mapping to leave. */
+	pthread_once(&regions_once, regions_init);
+	mvm_lock_acquire(&regions.lock);
+	(void)untrack((uintptr_t)addr, (uintptr_t)addr + len);
+	mvm_lock_release(&regions.lock);
+	(void)mvm__munmap(addr, len);
+}
+
+bool
+mvm__vm_tracked(uintptr_t start, size_t len)
+{
+	uintptr_t end = start + len, at = start;
+	size_t i;
+
+	if (len == 0 || end < start)
+		return false;
+	pthread_once(&regions_once, regions_init);
+	mvm_lock_acquire(&regions.lock);
+	/* Covered by consecutive tracked regions, without a gap? */
+	for (i = first_after(start); i < regions.n && at < end; i++) {
+		if (regions.r[i].start > at)
+			break;
+		at = regions.r[i].end;
+	}
+	mvm_lock_release(&regions.lock);
+	return at >= end;
 }
 
 uint64_t

@@ -893,6 +893,7 @@ k_lock_request(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, 
 	struct fault_queue q = { NULL, NULL };
 	size_t first, last, pg;
 	void *buf;
+	int err = 0;
 
 	(void)ctx;
 	(void)seqno;
@@ -900,12 +901,13 @@ k_lock_request(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, 
 		return KERN_INVALID_ARGUMENT;
 	if (should_return < MEMORY_OBJECT_RETURN_NONE || should_return > MEMORY_OBJECT_RETURN_ALL)
 		return KERN_INVALID_ARGUMENT;
-	if ((buf = mvm__malloc(DATA_RETURN_MAX * PS)) == NULL)
+	/* A region machvm mapped: the IPC layer copies it into data_return directly. */
+	if ((buf = mvm__vm_alloc_pages(DATA_RETURN_MAX * PS, &err)) == NULL)
 		return KERN_RESOURCE_SHORTAGE;
 	mvm_lock_acquire(&mvm_vm.lock);
 	if ((o = obj_by_control(ctl)) == NULL) {
 		mvm_lock_release(&mvm_vm.lock);
-		mvm__free(buf);
+		mvm__vm_free_pages(buf, DATA_RETURN_MAX * PS);
 		return KERN_INVALID_ARGUMENT;
 	}
 	o->st.lock_requests++;
@@ -1026,7 +1028,7 @@ k_lock_request(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, 
 		(void)mach_port_deallocate(mach_task_self(), reply);
 	obj_release(o);
 	mvm_lock_release(&mvm_vm.lock);
-	mvm__free(buf);
+	mvm__vm_free_pages(buf, DATA_RETURN_MAX * PS);
 	return KERN_SUCCESS;
 }
 
@@ -1183,10 +1185,11 @@ terminate_object(struct mvm_vobject *o, bool return_pages)
 {
 	mach_port_t prev = MACH_PORT_NULL;
 	void *buf;
+	int err = 0;
 
 	if (o->terminated)
 		return;
-	if (return_pages && !o->dead && (buf = mvm__malloc(DATA_RETURN_MAX * PS)) != NULL) {
+	if (return_pages && !o->dead && (buf = mvm__vm_alloc_pages(DATA_RETURN_MAX * PS, &err)) != NULL) {
 		for (size_t pg = 0; pg < o->npages;) {
 			struct mvm_vpage *p = &o->pages[pg];
 			bool dirty = (p->flags & MVM_PG_DIRTY) != 0;
@@ -1210,7 +1213,7 @@ terminate_object(struct mvm_vobject *o, bool return_pages)
 				send_return(o, pg, n, dirty, false, buf);
 			pg += n;
 		}
-		mvm__free(buf);
+		mvm__vm_free_pages(buf, DATA_RETURN_MAX * PS);
 	}
 	o->terminated = true;
 	if (!o->dead) {
