@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <mach/mach.h>
 #include <machvm/memory_object.h>
@@ -602,6 +603,35 @@ task_done(struct mvm_pager *p)
 	mvm_lock_release(&p->lock);
 }
 
+/*
+ * The calling worker's read buffer, len bytes, zeroed (as vm_allocate would give it).
+ * data_supply copies the data into the message, so the buffer is reused: a fresh
+ * vm_allocate per request cost a page fault per page, plus the munmap (bench_pager).
+ * Plain mmap, not vm_allocate: it lives as long as the worker, outside the IPC
+ * layer's accounting.
+ */
+static void *
+read_buffer(vm_size_t len)
+{
+	static __thread void *rbuf;
+	static __thread size_t rlen;
+	int err = 0;
+
+	if (len > rlen) {
+		void *nb = mvm__mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		    -1, 0, &err);
+
+		if (nb == NULL)
+			return NULL;
+		if (rbuf != NULL)
+			(void)mvm__munmap(rbuf, rlen);
+		rbuf = nb;
+		rlen = len;
+	}
+	memset(rbuf, 0, len);
+	return rbuf;
+}
+
 static void
 do_read(struct mvm_pager *p, mach_port_t ctl, vm_offset_t off, vm_size_t len, vm_prot_t access)
 {
@@ -617,7 +647,7 @@ do_read(struct mvm_pager *p, mach_port_t ctl, vm_offset_t off, vm_size_t len, vm
 	for (size_t i = 0; i < n && first + i < p->npages; i++)
 		kept |= p->pages[first + i].kept != NULL;
 	mvm_lock_release(&p->lock);
-	if (vm_allocate(mach_task_self(), &buf, len, TRUE) != KERN_SUCCESS) {
+	if ((buf = (vm_address_t)read_buffer(len)) == 0) {
 		(void)memory_object_data_error(ctl, off, len, KERN_RESOURCE_SHORTAGE);
 		return;
 	}
@@ -646,17 +676,13 @@ do_read(struct mvm_pager *p, mach_port_t ctl, vm_offset_t off, vm_size_t len, vm
 		p->st.pages_read += n;
 	mvm_lock_release(&p->lock);
 	if (kr != KERN_SUCCESS) {
-		(void)vm_deallocate(mach_task_self(), buf, len);
 		(void)memory_object_data_error(ctl, off, len, kr);
 	} else if (unavailable) {
-		(void)vm_deallocate(mach_task_self(), buf, len);
 		(void)memory_object_data_unavailable(ctl, off, len);
 	} else {
-		/* The message takes the buffer (deallocate). */
-		if (memory_object_data_supply(ctl, off, buf, (mach_msg_type_number_t)len, TRUE,
-		    write_lock ? VM_PROT_WRITE : VM_PROT_NONE, precious, MACH_PORT_NULL) !=
-		    KERN_SUCCESS)
-			(void)vm_deallocate(mach_task_self(), buf, len);
+		/* The message copies the buffer (no deallocate): it is reused. */
+		(void)memory_object_data_supply(ctl, off, buf, (mach_msg_type_number_t)len, FALSE,
+		    write_lock ? VM_PROT_WRITE : VM_PROT_NONE, precious, MACH_PORT_NULL);
 	}
 }
 
