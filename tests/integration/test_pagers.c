@@ -43,131 +43,7 @@
 #include "mvm_test.h"
 #include "mvm_mgr.h"
 
-#define PG 4096
-#define TMO 5000                  /* ms: every wait gives up after this */
-
-static void
-sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-/* ---- SIGBUS in faulting threads -------------------------------------------------------- */
-
-static __thread sigjmp_buf *bus_jb;
-static __thread int bus_code;
-static __thread void *bus_addr;
-
-/* Installed before the kernel starts, which chains its SIGBUS handler to this one. */
-static void
-on_sigbus(int sig, siginfo_t *si, void *uctx)
-{
-	(void)uctx;
-	if (bus_jb == NULL) {
-		signal(sig, SIG_DFL);
-		raise(sig);
-		return;
-	}
-	bus_code = si->si_code;
-	bus_addr = si->si_addr;
-	siglongjmp(*bus_jb, 1);
-}
-
-enum { T_RUNNING, T_DONE, T_SIGBUS };
-
-/* One access of one byte in a thread of its own. */
-struct toucher {
-	pthread_t th;
-	volatile unsigned char *addr;
-	bool write;
-	unsigned char wval;
-	unsigned char val;
-	atomic_int state;
-	int code;
-	void *siaddr;
-	bool joined;
-};
-
-static void *
-touch_main(void *arg)
-{
-	struct toucher *t = arg;
-	sigjmp_buf jb;
-
-	if (sigsetjmp(jb, 1) == 0) {
-		bus_jb = &jb;
-		if (t->write)
-			*t->addr = t->wval;
-		else
-			t->val = *t->addr;
-		bus_jb = NULL;
-		atomic_store(&t->state, T_DONE);
-	} else {
-		bus_jb = NULL;
-		t->code = bus_code;
-		t->siaddr = bus_addr;
-		atomic_store(&t->state, T_SIGBUS);
-	}
-	return NULL;
-}
-
-static void
-touch_start(struct toucher *t, vm_address_t addr, bool write, unsigned char wval)
-{
-	memset(t, 0, sizeof(*t));
-	t->addr = (volatile unsigned char *)addr;
-	t->write = write;
-	t->wval = wval;
-	atomic_init(&t->state, T_RUNNING);
-	assert_int_equal(pthread_create(&t->th, NULL, touch_main, t), 0);
-}
-
-static int
-touch_wait(struct toucher *t)
-{
-	int s;
-
-	for (int i = 0; i < TMO && atomic_load(&t->state) == T_RUNNING; i++)
-		sleep_ms(1);
-	s = atomic_load(&t->state);
-	if (s == T_RUNNING)
-		fail_msg("a faulting thread is still blocked after %d ms", TMO);
-	if (!t->joined) {
-		pthread_join(t->th, NULL);
-		t->joined = true;
-	}
-	return s;
-}
-
-#define assert_touch_done(t) assert_int_equal(touch_wait(t), T_DONE)
-
-static void
-assert_touch_sigbus_(struct toucher *t, const char *file, int line)
-{
-	int s = touch_wait(t);
-
-	if (s != T_SIGBUS)
-		fail_msg("%s:%d: toucher of %p ended with state %d, expected SIGBUS", file, line,
-		    (void *)t->addr, s);
-	if (t->code != BUS_OBJERR || t->siaddr != (void *)t->addr)
-		fail_msg("%s:%d: SIGBUS si_code %d si_addr %p, expected BUS_OBJERR (%d) at %p", file,
-		    line, t->code, t->siaddr, BUS_OBJERR, (void *)t->addr);
-}
-#define assert_touch_sigbus(t) assert_touch_sigbus_((t), __FILE__, __LINE__)
-
-static struct sigaction kernel_sigbus;
-static bool kernel_sigbus_valid;
-
-/* cmocka replaces the SIGBUS action around each test: put the kernel's back. */
-static void
-test_begin(void)
-{
-	mvm_test_require_uffd();
-	if (kernel_sigbus_valid)
-		assert_int_equal(sigaction(SIGBUS, &kernel_sigbus, NULL), 0);
-}
+#include "mvm_vmtest.h"
 
 /* The kernel learns of a dead object port a moment later: wait for it, then check. */
 static void
@@ -631,16 +507,9 @@ main(void)
 		cmocka_unit_test(anon_zero_then_swap),
 		cmocka_unit_test(anon_two_large_objects),
 	};
-	struct sigaction sa;
 
-	/* Before any kernel call, so that the kernel's SIGBUS handler chains to this one. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_sigbus;
-	sa.sa_flags = SA_SIGINFO;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGBUS, &sa, NULL) != 0)
+	/* Before any kernel call: see mvm_vmtest.h. */
+	if (!mvm_vmtest_main_setup())
 		return 1;
-	if (mvm_vm_available(NULL, 0) == KERN_SUCCESS)
-		kernel_sigbus_valid = sigaction(SIGBUS, NULL, &kernel_sigbus) == 0;
 	return cmocka_run_group_tests_name("pagers", tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /*
- * tests/support/mvm_vmtest.h: helpers shared by the kernel tests (included by each test
+ * tests/support/mvm_vmtest.h: helpers shared by the kernel and pager tests (included by each test
  * program, which then owns a private copy): threads that touch one byte and report a
  * SIGBUS, the SIGBUS set-up cmocka requires, the scripted manager's control port, and
  * waits on the kernel's statistics.
@@ -37,9 +37,6 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 
-#define PG 4096
-#define TMO 5000                  /* ms: every wait gives up after this */
-
 /* ---- SIGBUS in faulting threads ----------------------------------------------------- */
 
 static __thread sigjmp_buf *bus_jb;
@@ -69,11 +66,22 @@ struct toucher {
 	bool write;
 	unsigned char wval;
 	unsigned char val;                /* the byte read */
+	unsigned char *page;              /* if set: the page at addr is copied here */
 	atomic_int state;
 	int code;                         /* si_code of the SIGBUS */
 	void *siaddr;                     /* si_addr of the SIGBUS */
+	uint64_t t0, t1;                  /* start and end (ns, CLOCK_MONOTONIC) */
 	bool joined;
 };
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void *
 touch_main(void *arg)
@@ -81,16 +89,22 @@ touch_main(void *arg)
 	struct toucher *t = arg;
 	sigjmp_buf jb;
 
+	t->t0 = now_ns();
 	if (sigsetjmp(jb, 1) == 0) {
 		bus_jb = &jb;
 		if (t->write)
 			*t->addr = t->wval;
+		else if (t->page != NULL)
+			for (size_t i = 0; i < PG; i++)
+				t->page[i] = t->addr[i];
 		else
 			t->val = *t->addr;
 		bus_jb = NULL;
+		t->t1 = now_ns();
 		atomic_store(&t->state, T_DONE);
 	} else {
 		bus_jb = NULL;
+		t->t1 = now_ns();
 		t->code = bus_code;
 		t->siaddr = bus_addr;
 		atomic_store(&t->state, T_SIGBUS);
@@ -105,6 +119,16 @@ touch_start(struct toucher *t, vm_address_t addr, bool write, unsigned char wval
 	t->addr = (volatile unsigned char *)addr;
 	t->write = write;
 	t->wval = wval;
+	atomic_init(&t->state, T_RUNNING);
+	assert_int_equal(pthread_create(&t->th, NULL, touch_main, t), 0);
+}
+
+static void
+touch_page_start(struct toucher *t, vm_address_t addr, unsigned char *page)
+{
+	memset(t, 0, sizeof(*t));
+	t->addr = (volatile unsigned char *)addr;
+	t->page = page;
 	atomic_init(&t->state, T_RUNNING);
 	assert_int_equal(pthread_create(&t->th, NULL, touch_main, t), 0);
 }
