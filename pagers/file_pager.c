@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -55,14 +56,31 @@ file_write(void *upi, vm_offset_t off, const void *buf, vm_size_t len)
 		return KERN_PROTECTION_FAILURE;
 	if (file_size(f, &size) != KERN_SUCCESS)
 		return KERN_MEMORY_ERROR;
-	/* Inside the file: keep its size (the tail of the last page is not file data). */
+	/*
+	 * Inside the file: keep its size (the tail of the last page is not file data). Pages
+	 * wholly past the end were written through the mapping: the file grows to cover them
+	 * (the whole range is written), unless growth is not allowed, in which case the part
+	 * inside the file is written and the error keeps the rest with the framework.
+	 */
 	if (off + len > size) {
-		if (off < size)
+		size_t ps = mvm__page_size();
+		bool beyond = off + len > ((size + ps - 1) & ~(ps - 1));
+
+		if (beyond && !(f->flags & MVM_FILE_PAGER_NOGROW))
+			n = len;
+		else if (off < size)
 			n = size - off;
-		else if (f->flags & MVM_FILE_PAGER_NOGROW)
-			return KERN_PROTECTION_FAILURE;
 		else
-			n = len; /* wholly past the end: the file grows */
+			n = 0;
+		if (n > 0) {
+			r = mvm__pwrite(f->fd, buf, n, (off_t)off);
+			if (r == -ENOSPC || r == -EDQUOT)
+				return KERN_RESOURCE_SHORTAGE;
+			if (r < 0)
+				return KERN_MEMORY_ERROR;
+		}
+		return beyond && (f->flags & MVM_FILE_PAGER_NOGROW) ? KERN_PROTECTION_FAILURE :
+		    KERN_SUCCESS;
 	}
 	r = mvm__pwrite(f->fd, buf, n, (off_t)off);
 	if (r == -ENOSPC || r == -EDQUOT)
@@ -119,6 +137,15 @@ mvm_file_pager_create(const char *path, int flags, const struct mvm_pager_attr *
 	fd = open(path, ((flags & MVM_FILE_PAGER_READONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (fd < 0)
 		return mvm__kr_from_errno(errno);
+	{
+		struct stat st;
+
+		/* Only regular files have pages to serve. */
+		if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+			mvm__close(fd);
+			return KERN_INVALID_ARGUMENT;
+		}
+	}
 	if ((f = mvm__calloc(1, sizeof(*f))) == NULL) {
 		mvm__close(fd);
 		return KERN_RESOURCE_SHORTAGE;

@@ -62,7 +62,7 @@ struct pg_lockrec {
 	struct pg_lockrec *next;          /* (p) */
 	vm_offset_t off;
 	vm_size_t len;
-	mach_port_t ctls[16];             /* (p) kernels that still owe lock_completed */
+	mach_port_t *ctls;                /* (p) kernels that still owe lock_completed */
 	unsigned pending;                 /* (p) entries of ctls in use */
 	unsigned pending_writes;          /* (p) writes caused and not finished */
 	kern_return_t err;                /* (p) first write error */
@@ -94,6 +94,8 @@ struct mvm_pager {
 	unsigned tasks;                   /* (p) I/O tasks queued or running */
 	struct pg_task *writes;           /* (p) write tasks queued or running, oldest first */
 	bool shutting_down;               /* (p) */
+	bool no_clear;                    /* (c) creation failed: the caller clears upi */
+	unsigned users;                   /* (f) the receiver is handling a message of it */
 	struct mvm_pager_stats st;        /* (p) */
 };
 
@@ -171,8 +173,19 @@ fw_lookup(mach_port_t port)
 	mvm_lock_acquire(&fw.lock);
 	for (p = fw.pagers; p != NULL && p->port != port; p = p->next)
 		;
+	if (p != NULL)
+		p->users++; /* shutdown waits until the message is handled */
 	mvm_lock_release(&fw.lock);
 	return p;
+}
+
+static void
+fw_unuse(struct mvm_pager *p)
+{
+	mvm_lock_acquire(&fw.lock);
+	if (--p->users == 0)
+		pthread_cond_broadcast(&fw.cond);
+	mvm_lock_release(&fw.lock);
 }
 
 /* Queue a task; the pager's task count was raised by the caller under pager.lock. */
@@ -191,6 +204,8 @@ task_queue(struct pg_task *t)
 }
 
 static void run_task(struct pg_task *t);
+static void do_write(struct pg_task *t);
+static void task_done(struct mvm_pager *p);
 
 static void *
 worker_main(void *arg)
@@ -467,9 +482,15 @@ h_data_return(void *ctx, memory_object_t obj, mach_port_seqno_t seqno,
 		(void)mach_port_deallocate(mach_task_self(), ctl);
 		return KERN_SUCCESS;
 	}
+	struct pg_task local;
+	bool inline_write = false;
+
 	if ((t = mvm__calloc(1, sizeof(*t))) == NULL) {
-		mvm_lock_release(&p->lock);
-		return KERN_RESOURCE_SHORTAGE;
+		/* No memory for a task: write now, in this thread, rather than drop dirty data
+		 * (slower: the object's later messages wait for this write). */
+		memset(&local, 0, sizeof(local));
+		t = &local;
+		inline_write = true;
 	}
 	p->st.returns++;
 	for (size_t i = 0; i < n; i++)
@@ -494,6 +515,11 @@ h_data_return(void *ctx, memory_object_t obj, mach_port_seqno_t seqno,
 	t->p = p;
 	t->ctl = ctl;
 	t->data = data;
+	if (inline_write) {
+		do_write(t);
+		task_done(p);
+		return KERN_SUCCESS;
+	}
 	task_queue(t);
 	return KERN_SUCCESS;
 }
@@ -574,12 +600,15 @@ static boolean_t
 fw_demux(mach_msg_header_t *in, mach_msg_header_t *out)
 {
 	struct mvm_pager *p = fw_lookup(in->msgh_local_port);
+	boolean_t ok;
 
 	if (p == NULL) {
 		((mig_reply_header_t *)out)->RetCode = MIG_BAD_ID;
 		return FALSE;
 	}
-	return mvm_memory_object_server(&fw_ops, p, in, out);
+	ok = mvm_memory_object_server(&fw_ops, p, in, out);
+	fw_unuse(p);
+	return ok;
 }
 
 static void *
@@ -660,12 +689,18 @@ do_read(struct mvm_pager *p, mach_port_t ctl, vm_offset_t off, vm_size_t len, vm
 			memset((void *)buf, 0, len);
 			unavailable = FALSE;
 		}
+		size_t nkept = 0;
+
 		mvm_lock_acquire(&p->lock);
 		for (size_t i = 0; i < n && first + i < p->npages; i++)
-			if (p->pages[first + i].kept != NULL)
+			if (p->pages[first + i].kept != NULL) {
 				memcpy((char *)buf + i * PS, p->pages[first + i].kept, PS);
+				nkept++;
+			}
 		mvm_lock_release(&p->lock);
-		kr = KERN_SUCCESS;
+		/* A failed read stays a failure unless every page came from kept data. */
+		if (nkept == n)
+			kr = KERN_SUCCESS;
 	}
 	mvm_lock_acquire(&p->lock);
 	if (kr != KERN_SUCCESS)
@@ -909,6 +944,30 @@ retry_kept(struct mvm_pager *p, vm_offset_t off, vm_size_t len)
 }
 
 /*
+ * The control ports of every kernel, each with a user reference of our own for the send
+ * (the caller deallocates them). Under pager.lock. Returns the count, or -1 for no memory.
+ */
+static int
+take_ctls(struct mvm_pager *p, mach_port_t **out)
+{
+	unsigned n = 0, cap = 0;
+	mach_port_t *ctls;
+
+	for (struct pg_kernel *k = p->kernels; k != NULL; k = k->next)
+		cap++;
+	*out = NULL;
+	if (cap == 0)
+		return 0;
+	if ((ctls = mvm__calloc(cap, sizeof(*ctls))) == NULL)
+		return -1;
+	for (struct pg_kernel *k = p->kernels; k != NULL; k = k->next)
+		if (mach_port_mod_refs(mach_task_self(), k->ctl, MACH_PORT_RIGHT_SEND, 1) == KERN_SUCCESS)
+			ctls[n++] = k->ctl;
+	*out = ctls;
+	return (int)n;
+}
+
+/*
  * Send lock_request to every kernel with the object port as reply port (so each
  * kernel's data_returns are queued before its lock_completed), and with wait, wait for
  * every completion and every write they caused.
@@ -918,8 +977,9 @@ lock_object(struct mvm_pager *p, vm_offset_t off, vm_size_t len, memory_object_r
     boolean_t flush, vm_prot_t lock_value, boolean_t wait)
 {
 	struct pg_lockrec *r;
-	mach_port_t ctls[16];
+	mach_port_t *ctls;
 	unsigned n = 0;
+	int got;
 	kern_return_t kr;
 
 	if ((kr = range_of(p, &off, &len)) != KERN_SUCCESS)
@@ -934,14 +994,18 @@ lock_object(struct mvm_pager *p, vm_offset_t off, vm_size_t len, memory_object_r
 	r->len = len;
 	r->waited = wait;
 	mvm_lock_acquire(&p->lock);
-	for (struct pg_kernel *k = p->kernels; k != NULL && n < 16; k = k->next) {
-		/* Our own user reference to the control port for the send. */
-		if (mach_port_mod_refs(mach_task_self(), k->ctl, MACH_PORT_RIGHT_SEND, 1) != KERN_SUCCESS)
-			continue;
-		ctls[n] = k->ctl;
-		r->ctls[n] = k->ctl;
-		n++;
+	if ((got = take_ctls(p, &ctls)) < 0 ||
+	    (got > 0 && (r->ctls = mvm__calloc((size_t)got, sizeof(*r->ctls))) == NULL)) {
+		mvm_lock_release(&p->lock);
+		for (int i = 0; i < got; i++)
+			(void)mach_port_deallocate(mach_task_self(), ctls[i]);
+		mvm__free(ctls);
+		mvm__free(r);
+		return KERN_RESOURCE_SHORTAGE;
 	}
+	n = (unsigned)got;
+	if (n > 0)
+		memcpy(r->ctls, ctls, n * sizeof(*ctls));
 	r->pending = wait ? n : 0;
 	p->st.lock_requests += n;
 	r->next = p->locks;
@@ -972,6 +1036,8 @@ lock_object(struct mvm_pager *p, vm_offset_t off, vm_size_t len, memory_object_r
 			break;
 		}
 	mvm_lock_release(&p->lock);
+	mvm__free(ctls);
+	mvm__free(r->ctls);
 	mvm__free(r);
 	return kr;
 }
@@ -1014,8 +1080,9 @@ mvm_pager_change_attributes(struct mvm_pager *p, boolean_t may_cache,
     memory_object_copy_strategy_t strategy, boolean_t wait)
 {
 	struct pg_attrrec *a;
-	mach_port_t ctls[16];
+	mach_port_t *ctls;
 	unsigned n = 0;
+	int got;
 
 	if (p == NULL || strategy < MEMORY_OBJECT_COPY_NONE || strategy > MEMORY_OBJECT_COPY_TEMPORARY)
 		return KERN_INVALID_ARGUMENT;
@@ -1028,9 +1095,12 @@ mvm_pager_change_attributes(struct mvm_pager *p, boolean_t may_cache,
 	mvm_lock_acquire(&p->lock);
 	p->attr.may_cache = may_cache;
 	p->attr.copy_strategy = strategy;
-	for (struct pg_kernel *k = p->kernels; k != NULL && n < 16; k = k->next)
-		if (mach_port_mod_refs(mach_task_self(), k->ctl, MACH_PORT_RIGHT_SEND, 1) == KERN_SUCCESS)
-			ctls[n++] = k->ctl;
+	if ((got = take_ctls(p, &ctls)) < 0) {
+		mvm_lock_release(&p->lock);
+		mvm__free(a);
+		return KERN_RESOURCE_SHORTAGE;
+	}
+	n = (unsigned)got;
 	a->pending = wait ? n : 0;
 	a->next = p->attrs;
 	p->attrs = a;
@@ -1054,6 +1124,7 @@ mvm_pager_change_attributes(struct mvm_pager *p, boolean_t may_cache,
 			break;
 		}
 	mvm_lock_release(&p->lock);
+	mvm__free(ctls);
 	mvm__free(a);
 	return KERN_SUCCESS;
 }
@@ -1062,17 +1133,20 @@ kern_return_t
 mvm_pager_offer_page(struct mvm_pager *p, vm_offset_t off, const void *data, boolean_t precious,
     boolean_t write_lock)
 {
-	mach_port_t ctls[16];
+	mach_port_t *ctls;
 	unsigned n = 0;
+	int got;
 
 	if (p == NULL || data == NULL || (off % PS) != 0)
 		return KERN_INVALID_ARGUMENT;
 	mvm_lock_acquire(&p->lock);
-	for (struct pg_kernel *k = p->kernels; k != NULL && n < 16; k = k->next)
-		if (mach_port_mod_refs(mach_task_self(), k->ctl, MACH_PORT_RIGHT_SEND, 1) == KERN_SUCCESS) {
-			ctls[n++] = k->ctl;
-			kernel_set_incore(k, off / PS, 1, 1);
-		}
+	if ((got = take_ctls(p, &ctls)) < 0) {
+		mvm_lock_release(&p->lock);
+		return KERN_RESOURCE_SHORTAGE;
+	}
+	n = (unsigned)got;
+	for (struct pg_kernel *k = p->kernels; k != NULL; k = k->next)
+		kernel_set_incore(k, off / PS, 1, 1);
 	mvm_lock_release(&p->lock);
 	for (unsigned i = 0; i < n; i++) {
 		/* dealloc FALSE: the caller keeps its buffer; a resident page ignores it. */
@@ -1080,6 +1154,7 @@ mvm_pager_offer_page(struct mvm_pager *p, vm_offset_t off, const void *data, boo
 		    FALSE, write_lock ? VM_PROT_WRITE : VM_PROT_NONE, precious, MACH_PORT_NULL);
 		(void)mach_port_deallocate(mach_task_self(), ctls[i]);
 	}
+	mvm__free(ctls);
 	return KERN_SUCCESS;
 }
 
@@ -1154,6 +1229,7 @@ mvm_pager_create(const struct mvm_pager_ops *ops, void *upi, const struct mvm_pa
 	fw.pagers = p;
 	mvm_lock_release(&fw.lock);
 	if ((kr = mach_port_move_member(mach_task_self(), p->port, fw.set)) != KERN_SUCCESS) {
+		p->no_clear = true; /* the caller still owns upi and clears it */
 		(void)mvm_pager_shutdown(p);
 		return kr;
 	}
@@ -1202,6 +1278,9 @@ mvm_pager_shutdown(struct mvm_pager *p)
 			*pp = p->next;
 			break;
 		}
+	/* The receiver may be handling a message of this pager: let it finish. */
+	while (p->users > 0)
+		pthread_cond_wait(&fw.cond, &fw.lock.mtx);
 	mvm_lock_release(&fw.lock);
 	/* The kernels see the object port die: later faults fail, nothing hangs. */
 	(void)mach_port_destroy(mach_task_self(), p->port);
@@ -1226,7 +1305,7 @@ mvm_pager_shutdown(struct mvm_pager *p)
 	for (size_t i = 0; i < p->npages; i++)
 		mvm__free(p->pages[i].kept);
 	mvm__free(p->pages);
-	if (p->ops->clear_user_data != NULL)
+	if (p->ops->clear_user_data != NULL && !p->no_clear)
 		p->ops->clear_user_data(p->upi);
 	pthread_cond_destroy(&p->cond);
 	mvm_lock_destroy(&p->lock);
