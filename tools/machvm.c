@@ -374,8 +374,8 @@ cmd_demo(void)
 	file = (char *)addr;
 	say("4. reading page 2 through plain memory: \"%s\"\n", file + 2 * ps);
 	trace_flush();
-	say("5. writing \"HELLO FROM MEMORY\" into page 1 with a plain store\n");
-	memcpy(file + ps, "HELLO FROM MEMORY", 17);
+	say("5. writing \"HELLO FROM MEMORY\" into page 1 with plain stores\n");
+	memcpy(file + ps, "HELLO FROM MEMORY", 18); /* with its NUL */
 	trace_flush();
 	say("6. mvm_pager_sync: the manager asks every kernel for its dirty pages\n");
 	kr = mvm_pager_sync(pager, 0, 0, TRUE);
