@@ -47,6 +47,7 @@
 
 #include <mach/mach.h>
 #include <machvm/ipc.h>
+#include "bench_common.h"
 
 #define MAX_REPS 64
 #define PAYLOAD 40              /* 24-byte header + 40 = a 64-byte message */
@@ -56,15 +57,6 @@ static unsigned opt_reps = 5;
 static bool opt_quick;
 static const char *opt_only;        /* "rt", "tput" or NULL for both */
 static const char *opt_placement;   /* "same", "cross" or NULL for both */
-
-static double
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 static void
 die(const char *what, kern_return_t kr)
@@ -84,16 +76,6 @@ static const struct placement placements[] = {
 	{ "same-CPU", { 0, 0 } },
 	{ "cross-CPU", { 0, 1 } },
 };
-
-static bool
-cpu_usable(int cpu)
-{
-	cpu_set_t set;
-
-	if (sched_getaffinity(0, sizeof(set), &set) != 0)
-		return false;
-	return CPU_ISSET(cpu, &set);
-}
 
 static void
 pin_self(int cpu)
@@ -163,14 +145,6 @@ run_once(const struct bench *b, const struct placement *pl, unsigned depth, unsi
 	pthread_barrier_destroy(&start);
 	b->teardown(ctx);
 	return a[0].us;
-}
-
-static int
-cmp_double(const void *x, const void *y)
-{
-	double a = *(const double *)x, b = *(const double *)y;
-
-	return a < b ? -1 : a > b;
 }
 
 struct result {
@@ -668,23 +642,6 @@ throughput(const struct placement *pl, unsigned depth)
 	printf("%-10s %-20s %5u %12.0f %12.0f %9.2fx\n", pl->name, b_oneway.name, depth,
 	    1e6 / m.median, 1e6 / m.min, m.median / q.median);
 	fflush(stdout);
-}
-
-/* Other load on the machine skews every figure, the cross-CPU ones most: say so. */
-static void
-print_load(const char *when)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-	double l1 = -1;
-
-	if (f != NULL) {
-		if (fscanf(f, "%lf", &l1) != 1)
-			l1 = -1;
-		fclose(f);
-	}
-	if (l1 >= 0)
-		printf("load average (1 min) %s: %.2f%s\n", when, l1,
-		    l1 > 0.5 ? "  (other work may be running: figures may be skewed)" : "");
 }
 
 static void

@@ -52,6 +52,7 @@
 #include <machvm/ipc.h>
 #include <machvm/pagers.h>
 #include <machvm/vm.h>
+#include "bench_common.h"
 
 #define MAX_REPS 32
 #define COPY_CHUNK (64 * 1024)
@@ -237,14 +238,6 @@ run_once(enum pattern pat, unsigned cluster)
 	return t;
 }
 
-static int
-cmp_double(const void *x, const void *y)
-{
-	double a = *(const double *)x, b = *(const double *)y;
-
-	return a < b ? -1 : a > b;
-}
-
 struct result {
 	double median, best;        /* MB/s */
 };
@@ -269,22 +262,6 @@ measure(enum pattern pat, unsigned cluster)
 }
 
 /* ---- the report ------------------------------------------------------------------------ */
-
-static void
-print_load(const char *when)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-	double l1 = -1;
-
-	if (f != NULL) {
-		if (fscanf(f, "%lf", &l1) != 1)
-			l1 = -1;
-		fclose(f);
-	}
-	if (l1 >= 0)
-		printf("load average (1 min) %s: %.2f%s\n", when, l1,
-		    l1 > 0.5 ? "  (other work may be running: figures may be skewed)" : "");
-}
 
 static size_t
 parse_size(const char *s)

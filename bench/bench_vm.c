@@ -77,6 +77,7 @@
 #include <machvm/memory_object.h>
 #include <machvm/vm.h>
 #include "sys/uffd_compat.h"
+#include "bench_common.h"
 
 extern char **environ;
 
@@ -128,16 +129,6 @@ die_kr(const char *what, kern_return_t kr)
 	exit(1);
 }
 
-static bool
-cpu_usable(int cpu)
-{
-	cpu_set_t set;
-
-	if (sched_getaffinity(0, sizeof(set), &set) != 0)
-		return false;
-	return CPU_ISSET(cpu, &set);
-}
-
 static void
 pin_self(int cpu)
 {
@@ -156,23 +147,6 @@ want(const char *what)
 }
 
 /* ---- 2. timing and statistics ------------------------------------------------------------ */
-
-static double
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int
-cmp_double(const void *x, const void *y)
-{
-	double a = *(const double *)x, b = *(const double *)y;
-
-	return a < b ? -1 : a > b;
-}
 
 struct result {
 	double median, min;     /* microseconds per page (or per fault) */
@@ -1122,22 +1096,6 @@ flush(void)
 }
 
 /* ---- 8. main ------------------------------------------------------------------------------ */
-
-static void
-print_load(const char *when)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-	double l1 = -1;
-
-	if (f != NULL) {
-		if (fscanf(f, "%lf", &l1) != 1)
-			l1 = -1;
-		fclose(f);
-	}
-	if (l1 >= 0)
-		printf("load average (1 min) %s: %.2f%s\n", when, l1,
-		    l1 > 0.5 ? "  (other work may be running: figures may be skewed)" : "");
-}
 
 static void
 usage(void)
