@@ -34,6 +34,7 @@
 #define PM_PAGINGOUT    0x01  /* a write of the page is under way */
 #define PM_ERROR        0x02  /* the last write failed: data kept in `kept` */
 #define PM_REFUSE_WRITE 0x04  /* unlock refused: the next write request gets data_error */
+#define PM_REFUSE_READ  0x08  /* a read unlock refused: the next request gets data_error */
 
 struct pg_page {
 	uint8_t flags;                    /* (p) PM_* */
@@ -381,8 +382,9 @@ h_data_request(void *ctx, memory_object_t obj, mach_port_seqno_t seqno,
 
 		if (pg->flags & PM_PAGINGOUT)
 			wait = true;
-		if ((pg->flags & PM_REFUSE_WRITE) && (access & VM_PROT_WRITE)) {
-			pg->flags &= ~PM_REFUSE_WRITE;
+		if (((pg->flags & PM_REFUSE_WRITE) && (access & VM_PROT_WRITE)) ||
+		    (pg->flags & PM_REFUSE_READ)) {
+			pg->flags &= ~(PM_REFUSE_WRITE | PM_REFUSE_READ);
 			refuse = true;
 		}
 	}
@@ -836,9 +838,12 @@ do_unlock(struct pg_task *t)
 		 * data_error (asynchronously: never wait here for our own queue). */
 		mvm_lock_acquire(&p->lock);
 		p->st.unlock_refusals++;
+		/* A refused read unlock fails the page's next request of any kind (the kernel
+		 * asks again for reading); a refused write unlock, its next write request. */
 		if (pages_grow(p, (t->off + t->len) / PS))
 			for (size_t i = t->off / PS; i < (t->off + t->len) / PS; i++)
-				p->pages[i].flags |= PM_REFUSE_WRITE;
+				p->pages[i].flags |= (t->access & VM_PROT_READ) ? PM_REFUSE_READ :
+				    PM_REFUSE_WRITE;
 		mvm_lock_release(&p->lock);
 		(void)memory_object_lock_request(t->ctl, t->off, t->len, MEMORY_OBJECT_RETURN_DIRTY,
 		    TRUE, VM_PROT_WRITE, MACH_PORT_NULL);

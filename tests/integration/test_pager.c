@@ -332,6 +332,38 @@ lock_then_unlock_page(void **state)
 	test_end();
 }
 
+/* A read-locked page whose read unlock the pager refuses: the reader gets SIGBUS, and a
+ * later read asks again and succeeds. */
+static void
+read_unlock_refused(void **state)
+{
+	mach_port_t obj;
+	struct mvm_pager *p;
+	vm_address_t a;
+	volatile unsigned char *m;
+	struct toucher t;
+
+	(void)state;
+	test_begin();
+	p = faulty(4 * PG, NULL, &obj);
+	a = map(obj, 4 * PG);
+	m = (volatile unsigned char *)a;
+	(void)m[PG];
+	assert_kr(mvm_pager_lock(p, PG, PG, VM_PROT_ALL, TRUE), KERN_SUCCESS);
+	assert_kr(mvm_faulty_pager_rule(p, MVM_FAULTY_UNLOCK, PG, PG, KERN_PROTECTION_FAILURE,
+	    0, 1), KERN_SUCCESS);
+	touch_start(&t, a + PG + 5, false, 0);
+	assert_touch_sigbus(&t);
+	assert_int_equal(pst(p).unlock_refusals, 1);
+	/* The refusal was for that read only. */
+	touch_start(&t, a + PG + 5, false, 0);
+	assert_touch_done(&t);
+	assert_int_equal(t.val, pattern(PG + 5));
+	assert_kr(vm_deallocate(mach_task_self(), a, 4 * PG), KERN_SUCCESS);
+	assert_kr(mvm_pager_shutdown(p), KERN_SUCCESS);
+	test_end();
+}
+
 static void
 read_error_reaches_one_thread(void **state)
 {
@@ -932,6 +964,7 @@ main(void)
 		cmocka_unit_test(return_drops_copies),
 		cmocka_unit_test(flush_discards_dirty_data),
 		cmocka_unit_test(lock_then_unlock_page),
+		cmocka_unit_test(read_unlock_refused),
 		cmocka_unit_test(read_error_reaches_one_thread),
 		cmocka_unit_test(write_error_keeps_data),
 		cmocka_unit_test(shutdown_reports_unstored_data),
