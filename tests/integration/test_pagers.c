@@ -276,6 +276,47 @@ file_grows(void **state)
 	test_end();
 }
 
+/*
+ * One returned run that holds the file's partial last page and a page wholly past the
+ * end: the file grows to cover the run (the page past the end is not dropped).
+ */
+static void
+file_grows_mixed_run(void **state)
+{
+	unsigned char data[PG + PG / 2], b[PG];
+	char *path;
+	mach_port_t obj;
+	struct mvm_pager *p;
+	vm_address_t a;
+	volatile unsigned char *m;
+	int fd;
+
+	(void)state;
+	test_begin();
+	memset(data, 0x41, sizeof(data));
+	path = temp_file(data, sizeof(data));
+	assert_kr(mvm_file_pager_create(path, 0, NULL, &p, &obj), KERN_SUCCESS);
+	a = map(obj, 4 * PG);
+	m = (volatile unsigned char *)a;
+	m[PG + 10] = 0x51;                     /* the partial last page */
+	m[2 * PG + 20] = 0x52;                 /* wholly past the end, next to it */
+	assert_kr(mvm_pager_sync(p, 0, 4 * PG, TRUE), KERN_SUCCESS);
+	assert_int_equal(file_size(path), 3 * PG);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, b, PG, PG), PG);
+	assert_int_equal(b[10], 0x51);
+	assert_int_equal(b[11], 0x41);
+	assert_int_equal(pread(fd, b, PG, 2 * PG), PG);
+	assert_int_equal(b[20], 0x52);
+	close(fd);
+	assert_kr(vm_deallocate(mach_task_self(), a, 4 * PG), KERN_SUCCESS);
+	assert_kr(mvm_pager_shutdown(p), KERN_SUCCESS);
+	unlink(path);
+	free(path);
+	test_end();
+}
+
 static void
 file_nogrow_keeps_data(void **state)
 {
@@ -384,6 +425,9 @@ file_create_errors(void **state)
 	assert_kr(mvm_file_pager_create(path, MVM_FILE_PAGER_READONLY | 0x4, NULL, &p, &obj),
 	    KERN_INVALID_ARGUMENT);
 	assert_kr(mvm_file_pager_create(NULL, 0, NULL, &p, &obj), KERN_INVALID_ARGUMENT);
+	/* Only regular files: a directory is refused, read-only or not. */
+	assert_kr(mvm_file_pager_create("/tmp", MVM_FILE_PAGER_READONLY, NULL, &p, &obj),
+	    KERN_INVALID_ARGUMENT);
 	assert_kr(mvm_file_pager_create(path, 0, NULL, NULL, &obj), KERN_INVALID_ARGUMENT);
 	assert_null(p);
 	/* Anonymous pagers: a size and a usable directory are needed. */
@@ -501,6 +545,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(file_reads_and_writes_match),
 		cmocka_unit_test(file_grows),
+		cmocka_unit_test(file_grows_mixed_run),
 		cmocka_unit_test(file_nogrow_keeps_data),
 		cmocka_unit_test(file_readonly),
 		cmocka_unit_test(file_create_errors),
