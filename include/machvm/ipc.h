@@ -35,7 +35,9 @@ MVM_EXTERN void mvm_ipc_stats(struct mvm_ipc_stats *stats);
  * Quiescence: KERN_SUCCESS when no name is in use, no port, set or message is alive and
  * every byte of IPC memory is freed; otherwise KERN_FAILURE, with a description of what
  * is left written to buf (at most len bytes, NUL-terminated) when buf is not NULL.
- * The calling thread's MIG reply port, if any, is ignored.
+ * The calling thread's MIG reply port, if any, is ignored. machvm's own threads finish
+ * work in flight asynchronously, so the check waits up to one second for them before it
+ * fails.
  */
 MVM_EXTERN kern_return_t mvm_ipc_quiescent(char *buf, size_t len);
 

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <machvm/ipc.h>
 #include "ipc/ipc.h"
@@ -266,8 +267,28 @@ mvm__ipc_reserve(uint64_t names, uint64_t ports, uint64_t psets)
 	__atomic_add_fetch(&reserved_psets, psets, __ATOMIC_RELAXED);
 }
 
+static kern_return_t quiescent_once(char *buf, size_t len);
+
 kern_return_t
 mvm_ipc_quiescent(char *buf, size_t len)
+{
+	/*
+	 * machvm's own threads (the kernel's control thread, the pager framework) finish
+	 * work in flight asynchronously: a notification the kernel sent itself at a
+	 * terminate, say. Give them up to a second before calling anything left a leak.
+	 */
+	for (int i = 0; i < 500; i++) {
+		struct timespec ts = { 0, 2000000 };
+
+		if (quiescent_once(NULL, 0) == KERN_SUCCESS)
+			return KERN_SUCCESS;
+		nanosleep(&ts, NULL);
+	}
+	return quiescent_once(buf, len);
+}
+
+static kern_return_t
+quiescent_once(char *buf, size_t len)
 {
 	struct mvm_ipc_stats s;
 	mach_port_t reply = mvm__mig_reply_port_peek();

@@ -182,11 +182,8 @@ lock(struct mvm_mgr *m, vm_offset_t off, vm_size_t size, memory_object_return_t 
 static void
 settle(void)
 {
-	for (int i = 0; i < 1000 && mvm_ipc_quiescent(NULL, 0) != KERN_SUCCESS; i++) {
-		struct timespec ts = { 0, 1000000 };
-
-		nanosleep(&ts, NULL);
-	}
+	/* mvm_ipc_quiescent() itself waits up to a second for the kernel's threads. */
+	(void)mvm_ipc_quiescent(NULL, 0);
 }
 #define QUIESCENT() \
 	do { \
