@@ -204,6 +204,7 @@ struct mgr {
 	uint64_t lock_completed;        /* lock_completed messages received */
 	uint64_t pages_returned;        /* pages received by data_return */
 	uint64_t errors;                /* calls that failed in the manager */
+	uint64_t inits, terminates;     /* cache objects begun and ended */
 };
 
 static struct mgr mgr;
@@ -219,6 +220,7 @@ m_init(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_object_co
 	(void)page_size;
 	pthread_mutex_lock(&mgr.mtx);
 	mgr.ctl = ctl;
+	mgr.inits++;
 	pthread_mutex_unlock(&mgr.mtx);
 	if (memory_object_ready(ctl, FALSE, MEMORY_OBJECT_COPY_DELAY) != KERN_SUCCESS) {
 		pthread_mutex_lock(&mgr.mtx);
@@ -242,6 +244,8 @@ m_terminate(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_obje
 	pthread_mutex_lock(&mgr.mtx);
 	if (mgr.ctl == ctl)
 		mgr.ctl = MACH_PORT_NULL;
+	mgr.terminates++;
+	pthread_cond_broadcast(&mgr.cond);
 	pthread_mutex_unlock(&mgr.mtx);
 	return KERN_SUCCESS;
 }
@@ -368,7 +372,20 @@ static void
 mgr_stop(void)
 {
 	kern_return_t kr;
+	struct timespec dl;
 
+	/*
+	 * The last unmapping's terminate may still be queued: take it first. Destroyed
+	 * unread, it would take the control and name receive rights with it and leave the
+	 * send rights earlier messages gave us as dead names.
+	 */
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 5;
+	pthread_mutex_lock(&mgr.mtx);
+	while (mgr.terminates < mgr.inits &&
+	    pthread_cond_timedwait(&mgr.cond, &mgr.mtx, &dl) == 0)
+		;
+	pthread_mutex_unlock(&mgr.mtx);
 	/* Destroying the receive right ends mach_msg_server with MACH_RCV_PORT_DIED. */
 	if ((kr = mach_port_destroy(mach_task_self(), mgr.object)) != KERN_SUCCESS)
 		die_kr("mach_port_destroy (manager)", kr);

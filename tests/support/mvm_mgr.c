@@ -62,6 +62,7 @@ o_init(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_object_co
 	pthread_mutex_lock(&m->mtx);
 	m->ctl = ctl;
 	m->name = name;
+	m->inits++;
 	pthread_mutex_unlock(&m->mtx);
 	logf_(m, "init page_size=%lu", (unsigned long)page_size);
 	if (m->policy.init != NULL && m->policy.init(m, ctl))
@@ -86,6 +87,7 @@ o_terminate(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_obje
 	(void)mach_port_destroy(mach_task_self(), name);
 	pthread_mutex_lock(&m->mtx);
 	m->terminated++;
+	pthread_cond_broadcast(&m->cond);
 	if (m->ctl == ctl)
 		m->ctl = MACH_PORT_NULL;
 	pthread_mutex_unlock(&m->mtx);
@@ -254,6 +256,19 @@ mvm_mgr_clear(struct mvm_mgr *m)
 void
 mvm_mgr_stop(struct mvm_mgr *m)
 {
+	struct timespec dl;
+
+	/*
+	 * A terminate still queued would die with the port, taking the control and name
+	 * receive rights with it and leaving our send rights to them as dead names: take it
+	 * first (bounded: a test may stop a manager whose object is still mapped).
+	 */
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 1;
+	pthread_mutex_lock(&m->mtx);
+	while (m->terminated < m->inits && pthread_cond_timedwait(&m->cond, &m->mtx, &dl) == 0)
+		;
+	pthread_mutex_unlock(&m->mtx);
 	/* Destroying the receive right ends mach_msg_server with MACH_RCV_PORT_DIED. */
 	assert_kr(mach_port_destroy(mach_task_self(), m->object), KERN_SUCCESS);
 	pthread_join(m->thread, NULL);

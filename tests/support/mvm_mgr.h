@@ -48,6 +48,7 @@ struct mvm_mgr {
 	void *arg;                      /* for the test */
 	int returns;                    /* data_return messages */
 	int terminated;                 /* terminate messages */
+	int inits;                      /* init messages */
 };
 
 /* Start a manager; the store is filled with pattern(page, byte) = page * 7 + byte. */
