@@ -16,28 +16,13 @@
 
 #include <mach/mach.h>
 #include <machvm/trace.h>
+#include "ipc/ipc.h"
 #include "mo/mo.h"
 
 #define MVM__MO_BUF 256          /* larger than any message of these interfaces */
 #define MVM__MO_SHORT_MAX 4095   /* largest msgt_number of the short form */
 
 /* ---- 1. descriptors ---------------------------------------------------------------- */
-
-/* The receiver's type name for a sender's disposition. */
-static mach_msg_type_name_t
-received_type(mach_msg_type_name_t disp)
-{
-	switch (disp) {
-	case MACH_MSG_TYPE_MOVE_RECEIVE:
-		return MACH_MSG_TYPE_PORT_RECEIVE;
-	case MACH_MSG_TYPE_MOVE_SEND:
-	case MACH_MSG_TYPE_COPY_SEND:
-	case MACH_MSG_TYPE_MAKE_SEND:
-		return MACH_MSG_TYPE_PORT_SEND;
-	default:
-		return MACH_MSG_TYPE_PORT_SEND_ONCE;
-	}
-}
 
 /* The descriptor an item is sent with (short form). */
 static mach_msg_type_t
@@ -108,7 +93,7 @@ port_type_ok(const struct mvm__mo_item *it, mach_msg_type_name_t name, bool sent
 	}
 	if (it->flags & MVM__MO_POLY)
 		return name == MACH_MSG_TYPE_PORT_SEND || name == MACH_MSG_TYPE_PORT_SEND_ONCE;
-	return name == received_type(it->disp);
+	return name == mvm__msg_received_type(it->disp);
 }
 
 /*
@@ -204,7 +189,7 @@ unpack(const struct mvm__mo_msg *m, const mach_msg_header_t *msg, size_t avail,
 				why_set(why, whylen, "%s: type %u/%u x%u%s%s, expected a port of type %u%s",
 				    it->name, name, tsize, number, t.msgt_inline ? "" : " out-of-line",
 				    t.msgt_deallocate ? " dealloc" : "",
-				    sent_view ? it->disp : received_type(it->disp),
+				    sent_view ? it->disp : mvm__msg_received_type(it->disp),
 				    (it->flags & MVM__MO_POLY) ? " (or any send right)" : "");
 				return err;
 			}
