@@ -2,6 +2,7 @@
  * tests/support/mvm_test.c: helpers shared by the tests.
  */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "mvm_test.h"
@@ -26,6 +27,26 @@ mvm_test_assert_kr(kern_return_t actual, kern_return_t expected, const char *exp
 	if (actual != expected)
 		fail_msg("%s:%d: %s returned %s (0x%x), expected %s (0x%x)", file, line, expr,
 		    mvm_errname(actual), (unsigned)actual, mvm_errname(expected), (unsigned)expected);
+}
+
+mach_port_t
+mvm_test_receive(void)
+{
+	mach_port_t p = MACH_PORT_NULL;
+
+	assert_kr(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &p), KERN_SUCCESS);
+	assert_true(MACH_PORT_VALID(p));
+	return p;
+}
+
+mach_port_status_t
+mvm_test_status(mach_port_t p)
+{
+	mach_port_status_t st;
+
+	memset(&st, 0, sizeof(st));
+	assert_kr(mach_port_get_receive_status(mach_task_self(), p, &st), KERN_SUCCESS);
+	return st;
 }
 
 mach_port_t

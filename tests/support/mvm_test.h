@@ -24,6 +24,10 @@ void mvm_test_quiescent(const char *file, int line);
 void mvm_test_assert_kr(kern_return_t actual, kern_return_t expected, const char *expr,
     const char *file, int line);
 
+/* A new receive right (the test fails if none can be allocated). */
+mach_port_t mvm_test_receive(void);
+/* The receive status of p (the test fails if p is not a receive right). */
+mach_port_status_t mvm_test_status(mach_port_t p);
 /* A receive right with a send right under the same name. */
 mach_port_t mvm_test_port_with_send(void);
 /* The number of user references of `right` on `name` (0 if none). */

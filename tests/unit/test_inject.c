@@ -84,23 +84,7 @@ disarm(enum mvm_sys_call c, unsigned n, unsigned long before)
 	return hit;
 }
 
-static mach_port_t
-new_receive(void)
-{
-	mach_port_t p;
 
-	assert_kr(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &p), KERN_SUCCESS);
-	return p;
-}
-
-static mach_port_status_t
-status(mach_port_t p)
-{
-	mach_port_status_t st;
-
-	assert_kr(mach_port_get_receive_status(SELF, p, &st), KERN_SUCCESS);
-	return st;
-}
 
 /*
  * Fill the name table with dead names until the next new name needs the table to grow.
@@ -239,7 +223,7 @@ test_name_creating_calls_full_table(void **state)
 		for (int persist = 0; persist <= 1; persist++) {
 			for (unsigned n = 1;; n++) {
 				struct filled f;
-				mach_port_t p = new_receive(), n2 = new_receive(), x = MACH_PORT_NULL;
+				mach_port_t p = mvm_test_receive(), n2 = mvm_test_receive(), x = MACH_PORT_NULL;
 				mach_msg_type_name_t t;
 				struct stats st;
 				unsigned long before;
@@ -276,9 +260,9 @@ test_name_creating_calls_full_table(void **state)
 					failed[MVM_SYS_REALLOC]++;
 					assert_kr(kr, KERN_RESOURCE_SHORTAGE);
 					assert_same(snap(), st);
-					assert_int_equal(status(p).mps_sorights, 0);
-					assert_int_equal(status(n2).mps_sorights, 0);
-					assert_false(status(p).mps_nsrequest);
+					assert_int_equal(mvm_test_status(p).mps_sorights, 0);
+					assert_int_equal(mvm_test_status(n2).mps_sorights, 0);
+					assert_false(mvm_test_status(p).mps_nsrequest);
 				} else if (which != 2) {
 					assert_true(MACH_PORT_VALID(x));
 					assert_kr(mach_port_destroy(SELF, x), KERN_SUCCESS);
@@ -308,7 +292,7 @@ test_send_simple(void **state)
 
 		for (int persist = 0; persist <= 1; persist++) {
 			for (unsigned n = 1;; n++) {
-				mach_port_t q = mvm_test_port_with_send(), r = new_receive();
+				mach_port_t q = mvm_test_port_with_send(), r = mvm_test_receive();
 				mach_msg_header_t h;
 				mach_msg_return_t mr;
 				struct stats st;
@@ -343,8 +327,8 @@ test_send_simple(void **state)
 					assert_same(snap(), st);
 					assert_int_equal(mvm_test_type(q), MACH_PORT_TYPE_SEND_RECEIVE);
 					assert_int_equal(mvm_test_refs(q, MACH_PORT_RIGHT_SEND), 1);
-					assert_int_equal(status(q).mps_msgcount, 0);
-					assert_int_equal(status(r).mps_sorights, 0);
+					assert_int_equal(mvm_test_status(q).mps_msgcount, 0);
+					assert_int_equal(mvm_test_status(r).mps_sorights, 0);
 				}
 				assert_kr(mach_port_destroy(SELF, q), KERN_SUCCESS);
 				assert_kr(mach_port_destroy(SELF, r), KERN_SUCCESS);
@@ -402,7 +386,7 @@ complex_setup(struct complex_fixture *fx, struct complex_msg *m)
 
 	fx->q = mvm_test_port_with_send();
 	fx->s = mvm_test_port_with_send();
-	fx->m = new_receive();
+	fx->m = mvm_test_receive();
 	fx->c = mvm_test_port_with_send();
 	fx->region_len = 2 * vm_page_size;
 	assert_kr(vm_allocate(SELF, &fx->region, fx->region_len, TRUE), KERN_SUCCESS);
@@ -438,7 +422,7 @@ complex_check_untouched(struct complex_fixture *fx)
 	assert_int_equal(mvm_test_refs(fx->s, MACH_PORT_RIGHT_SEND), 1);
 	assert_int_equal(mvm_test_type(fx->m), MACH_PORT_TYPE_RECEIVE);
 	assert_int_equal(mvm_test_refs(fx->c, MACH_PORT_RIGHT_SEND), 1);
-	assert_int_equal(status(fx->q).mps_msgcount, 0);
+	assert_int_equal(mvm_test_status(fx->q).mps_msgcount, 0);
 	/* The region to be deallocated by the send is still there, intact. */
 	for (uint32_t i = 0; i < OOL_COUNT; i++)
 		assert_int_equal(data[i], i * 2654435761u);
@@ -547,7 +531,7 @@ test_receive(void **state)
 			for (unsigned n = 1;; n++) {
 				struct complex_fixture fx;
 				struct complex_msg m;
-				mach_port_t nport = new_receive(), prev;
+				mach_port_t nport = mvm_test_receive(), prev;
 				unsigned long before;
 				bool hit;
 
@@ -578,7 +562,7 @@ test_receive(void **state)
 						failed[c]++;
 					}
 				}
-				assert_int_equal(status(nport).mps_sorights, 0);
+				assert_int_equal(mvm_test_status(nport).mps_sorights, 0);
 				complex_cleanup(&fx, true);
 				assert_kr(mach_port_destroy(SELF, nport), KERN_SUCCESS);
 				MVM_TEST_QUIESCENT();
@@ -608,7 +592,7 @@ test_receive_full_table(void **state)
 	for (int with_reply = 0; with_reply <= 1; with_reply++) {
 		for (int persist = 0; persist <= 1; persist++) {
 			for (unsigned n = 1;; n++) {
-				mach_port_t q = new_receive(), p = new_receive();
+				mach_port_t q = mvm_test_receive(), p = mvm_test_receive();
 				struct filled f;
 				struct rights_msg m;
 				union {
@@ -673,7 +657,7 @@ test_receive_full_table(void **state)
 					assert_true(lost > 0);
 				}
 				/* Each right destroyed for lack of a name told p so. */
-				assert_int_equal(status(p).mps_msgcount, (unsigned)lost);
+				assert_int_equal(mvm_test_status(p).mps_msgcount, (unsigned)lost);
 				mach_msg_destroy(&u.m.h);
 				unfill_names(&f);
 				assert_kr(mach_port_destroy(SELF, q), KERN_SUCCESS);

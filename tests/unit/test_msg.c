@@ -44,15 +44,6 @@ sonce(mach_port_t p)
 	return so;
 }
 
-static mach_port_status_t
-status(mach_port_t p)
-{
-	mach_port_status_t st;
-
-	memset(&st, 0, sizeof(st));
-	assert_kr(mach_port_get_receive_status(SELF, p, &st), KERN_SUCCESS);
-	return st;
-}
 
 static void
 set_type(mach_msg_type_t *t, unsigned name, unsigned size, unsigned number)
@@ -160,8 +151,8 @@ test_header_only(void **state)
 	set_header(&h, MACH_MSGH_BITS(MACH_MSG_TYPE_MAKE_SEND, 0), d, MACH_PORT_NULL, 1234);
 	h.msgh_size = 9999; /* must be ignored */
 	assert_kr(send_msg(&h, sizeof(h)), MACH_MSG_SUCCESS);
-	assert_int_equal(status(d).mps_msgcount, 1);
-	assert_true(status(d).mps_srights); /* the send right travels in the message */
+	assert_int_equal(mvm_test_status(d).mps_msgcount, 1);
+	assert_true(mvm_test_status(d).mps_srights); /* the send right travels in the message */
 
 	memset(&r, 0xa5, sizeof(r));
 	assert_kr(recv_msg(&r, sizeof(r), d), MACH_MSG_SUCCESS);
@@ -174,9 +165,9 @@ test_header_only(void **state)
 	/* Only the message's bytes are written. */
 	assert_int_equal((unsigned char)r.buf[sizeof(mach_msg_header_t)], 0xa5);
 	/* The destination right was consumed by the delivery. */
-	assert_false(status(d).mps_srights);
-	assert_int_equal(status(d).mps_msgcount, 0);
-	assert_int_equal(status(d).mps_mscount, 1);
+	assert_false(mvm_test_status(d).mps_srights);
+	assert_int_equal(mvm_test_status(d).mps_msgcount, 0);
+	assert_int_equal(mvm_test_status(d).mps_mscount, 1);
 
 	/* Sequence numbers count every dequeued message. */
 	for (int i = 0; i < 3; i++)
@@ -402,7 +393,7 @@ check_one_disposition(mach_msg_type_name_t ddisp, const struct reply_case *rc)
 		else
 			assert_int_equal(mvm_test_type(rp), MACH_PORT_TYPE_RECEIVE);
 	}
-	assert_int_equal(status(d).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(d).mps_msgcount, 1);
 
 	memset(&r, 0xee, sizeof(r));
 	assert_kr(recv_msg(&r, sizeof(r), d), MACH_MSG_SUCCESS);
@@ -432,15 +423,15 @@ check_one_disposition(mach_msg_type_name_t ddisp, const struct reply_case *rc)
 			assert_true(MACH_PORT_VALID(remote));
 			assert_int_not_equal(remote, rp);
 			assert_int_equal(mvm_test_type(remote), MACH_PORT_TYPE_SEND_ONCE);
-			assert_int_equal(status(rp).mps_sorights, 1);
+			assert_int_equal(mvm_test_status(rp).mps_sorights, 1);
 			assert_kr(mach_port_deallocate(SELF, remote), KERN_SUCCESS);
 		}
 		break;
 	}
 	/* The destination right was used up by the delivery. */
-	assert_int_equal(status(d).mps_sorights, 0);
-	assert_int_equal(status(d).mps_srights, ddisp == MACH_MSG_TYPE_COPY_SEND);
-	assert_int_equal(status(d).mps_mscount, dtype == MACH_MSG_TYPE_PORT_SEND ? 1 : 0);
+	assert_int_equal(mvm_test_status(d).mps_sorights, 0);
+	assert_int_equal(mvm_test_status(d).mps_srights, ddisp == MACH_MSG_TYPE_COPY_SEND);
+	assert_int_equal(mvm_test_status(d).mps_mscount, dtype == MACH_MSG_TYPE_PORT_SEND ? 1 : 0);
 
 	destroy(d);
 	destroy(rp); /* with a send-once notification queued, if any */
@@ -524,7 +515,7 @@ test_message_to_self(void **state)
 		assert_int_equal(h.msgh_id, 2);
 		assert_int_equal(h.msgh_bits, MACH_MSGH_BITS(0, MACH_MSG_TYPE_PORT_SEND_ONCE));
 		assert_int_equal(h.msgh_seqno, 1);
-		assert_int_equal(status(d).mps_sorights, 0);
+		assert_int_equal(mvm_test_status(d).mps_sorights, 0);
 	}
 
 	/* MAKE_SEND_ONCE dest, MAKE_SEND reply: the reply merges into d's name. */
@@ -553,7 +544,7 @@ test_message_to_self(void **state)
 	assert_kr(recv_msg(&h, sizeof(h), d), MACH_MSG_SUCCESS);
 	assert_int_equal(h.msgh_remote_port, d);
 	assert_int_equal(mvm_test_refs(d, MACH_PORT_RIGHT_SEND), 1);
-	assert_true(status(d).mps_srights);
+	assert_true(mvm_test_status(d).mps_srights);
 
 	destroy(d);
 	MVM_TEST_QUIESCENT();
@@ -619,13 +610,13 @@ test_send_receive_one_call(void **state)
 	init_rpc(&m, MACH_MSGH_BITS(MACH_MSG_TYPE_MAKE_SEND, 0), d, MACH_PORT_NULL, 10, 1);
 	assert_kr(mach_msg(&m.h, MACH_SEND_MSG | MACH_RCV_MSG | MACH_RCV_TIMEOUT, sizeof(m),
 	    sizeof(m), e, 0, MACH_PORT_NULL), MACH_RCV_TIMED_OUT);
-	assert_int_equal(status(d).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(d).mps_msgcount, 1);
 
 	/* Send fails: no receive happens. */
 	init_rpc(&m, MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0), d, MACH_PORT_NULL, 11, 2);
 	assert_kr(mach_msg(&m.h, MACH_SEND_MSG | MACH_RCV_MSG | MACH_RCV_TIMEOUT, sizeof(m),
 	    sizeof(m), d, 0, MACH_PORT_NULL), MACH_SEND_INVALID_DEST);
-	assert_int_equal(status(d).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(d).mps_msgcount, 1);
 	assert_kr(recv_msg(&m, sizeof(m), d), MACH_MSG_SUCCESS);
 	assert_int_equal(m.h.msgh_id, 10);
 
@@ -645,7 +636,7 @@ test_send_receive_one_call(void **state)
 	}
 	assert_int_equal(pthread_join(th, &ret), 0);
 	assert_null(ret);
-	assert_int_equal(status(rp).mps_sorights, 0);
+	assert_int_equal(mvm_test_status(rp).mps_sorights, 0);
 
 	destroy(d);
 	destroy(e);
@@ -722,8 +713,8 @@ test_body_ports(void **state)
 	assert_int_equal(mvm_test_type(c), MACH_PORT_TYPE_RECEIVE);
 	assert_int_equal(mvm_test_type(x), 0);
 	assert_int_equal(mvm_test_type(so), 0);
-	assert_int_equal(status(b).mps_sorights, 2);
-	assert_int_equal(status(a).mps_mscount, 2); /* insert_right + MAKE_SEND */
+	assert_int_equal(mvm_test_status(b).mps_sorights, 2);
+	assert_int_equal(mvm_test_status(a).mps_mscount, 2); /* insert_right + MAKE_SEND */
 
 	memset(&r, 0, sizeof(r));
 	assert_kr(recv_msg(&r, sizeof(r), d), MACH_MSG_SUCCESS);
@@ -758,7 +749,7 @@ test_body_ports(void **state)
 	xr = r.p4[0];
 	assert_true(MACH_PORT_VALID(xr));
 	assert_int_equal(mvm_test_type(xr), MACH_PORT_TYPE_RECEIVE);
-	assert_int_equal(status(xr).mps_seqno, 0); /* reset when the receive right moved */
+	assert_int_equal(mvm_test_status(xr).mps_seqno, 0); /* reset when the receive right moved */
 	assert_int_equal(r.p5[0], c);
 	assert_int_equal(r.p5[1], c);
 	assert_int_equal(mvm_test_refs(c, MACH_PORT_RIGHT_SEND), 2);
@@ -769,7 +760,7 @@ test_body_ports(void **state)
 	assert_int_equal(r.p8[0], MACH_PORT_NULL);
 	assert_int_equal(r.p8[1], MACH_PORT_DEAD);
 	assert_int_equal(r.p8[2], MACH_PORT_NULL);
-	assert_int_equal(status(b).mps_sorights, 2);
+	assert_int_equal(mvm_test_status(b).mps_sorights, 2);
 
 	/* mach_msg_destroy gives every right back. */
 	mach_msg_destroy(&r.h);
@@ -781,17 +772,17 @@ test_body_ports(void **state)
 	assert_int_equal(mvm_test_type(r.p3[1]), 0);
 	assert_int_equal(mvm_test_type(r.p6[0]), 0);
 	/* The three send-once rights destroyed unused each told their port. */
-	assert_int_equal(status(a).mps_msgcount, 1);
-	assert_int_equal(status(b).mps_msgcount, 2);
+	assert_int_equal(mvm_test_status(a).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(b).mps_msgcount, 2);
 	for (int i = 0; i < 2; i++) {
 		/* Each notification carries the send-once right as its destination. */
-		assert_int_equal(status(b).mps_sorights, 2 - i);
+		assert_int_equal(mvm_test_status(b).mps_sorights, 2 - i);
 		assert_kr(recv_msg(&r, sizeof(r), b), MACH_MSG_SUCCESS);
 		assert_int_equal(r.h.msgh_id, MACH_NOTIFY_SEND_ONCE);
 		assert_int_equal(r.h.msgh_bits, MACH_MSGH_BITS(0, MACH_MSG_TYPE_PORT_SEND_ONCE));
 		assert_int_equal(r.h.msgh_size, sizeof(mach_send_once_notification_t));
 	}
-	assert_int_equal(status(b).mps_sorights, 0);
+	assert_int_equal(mvm_test_status(b).mps_sorights, 0);
 
 	destroy(a);
 	destroy(b);
@@ -854,14 +845,14 @@ test_too_large_kept(void **state)
 	assert_kr(mach_msg(&small.h, MACH_RCV_MSG | MACH_RCV_LARGE | MACH_RCV_TIMEOUT, 0,
 	    sizeof(small), d, 0, MACH_PORT_NULL), MACH_RCV_TOO_LARGE);
 	assert_int_equal(small.h.msgh_size, sizeof(m));
-	assert_int_equal(status(d).mps_msgcount, 1);
-	assert_int_equal(status(d).mps_seqno, 0);
+	assert_int_equal(mvm_test_status(d).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(d).mps_seqno, 0);
 	/* Even with a buffer smaller than a header: nothing is written then. */
 	small.h.msgh_size = 0x1234;
 	assert_kr(mach_msg(&small.h, MACH_RCV_MSG | MACH_RCV_LARGE | MACH_RCV_TIMEOUT, 0,
 	    8, d, 0, MACH_PORT_NULL), MACH_RCV_TOO_LARGE);
 	assert_int_equal(small.h.msgh_size, 0x1234);
-	assert_int_equal(status(d).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(d).mps_msgcount, 1);
 
 	/* Then it is received whole, with the first sequence number. */
 	assert_kr(recv_msg(&r, sizeof(r), d), MACH_MSG_SUCCESS);
@@ -904,7 +895,7 @@ test_too_large_destroyed(void **state)
 	assert_kr(mach_port_request_notification(SELF, a, MACH_NOTIFY_NO_SENDERS, 0, n,
 	    MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev), KERN_SUCCESS);
 	assert_int_equal(prev, MACH_PORT_NULL);
-	assert_int_equal(status(n).mps_msgcount, 0);
+	assert_int_equal(mvm_test_status(n).mps_msgcount, 0);
 
 	/* Without MACH_RCV_LARGE: dequeued, destroyed, and the header says what it was. */
 	memset(&r, 0, sizeof(r));
@@ -914,9 +905,9 @@ test_too_large_destroyed(void **state)
 	assert_int_equal(r.h.msgh_id, 808);
 	assert_int_equal(r.h.msgh_seqno, 0);
 	assert_int_equal(r.h.msgh_local_port, d);
-	assert_int_equal(status(d).mps_msgcount, 0);
-	assert_int_equal(status(d).mps_seqno, 1);   /* the sequence number was used */
-	assert_false(status(d).mps_srights);        /* the destination right is gone */
+	assert_int_equal(mvm_test_status(d).mps_msgcount, 0);
+	assert_int_equal(mvm_test_status(d).mps_seqno, 1);   /* the sequence number was used */
+	assert_false(mvm_test_status(d).mps_srights);        /* the destination right is gone */
 	/* The out-of-line copy is freed. */
 	mvm_ipc_stats(&after);
 	assert_int_equal(after.vm_bytes, before.vm_bytes);
@@ -926,12 +917,12 @@ test_too_large_destroyed(void **state)
 	assert_kr(recv_msg(&r, sizeof(r), rp), MACH_MSG_SUCCESS);
 	assert_int_equal(r.h.msgh_id, MACH_NOTIFY_SEND_ONCE);
 	assert_int_equal(r.h.msgh_bits, MACH_MSGH_BITS(0, MACH_MSG_TYPE_PORT_SEND_ONCE));
-	assert_int_equal(status(rp).mps_sorights, 0);
+	assert_int_equal(mvm_test_status(rp).mps_sorights, 0);
 	/* The body's send right was released: no more senders for a. */
 	assert_kr(recv_msg(&r, sizeof(r), n), MACH_MSG_SUCCESS);
 	assert_int_equal(r.h.msgh_id, MACH_NOTIFY_NO_SENDERS);
 	assert_int_equal(r.ns.not_count, 1);
-	assert_false(status(a).mps_srights);
+	assert_false(mvm_test_status(a).mps_srights);
 	/* The body's receive right died with it. */
 	assert_int_equal(mvm_test_type(x), MACH_PORT_TYPE_DEAD_NAME);
 

@@ -29,24 +29,7 @@ struct port_msg {
 	mach_port_t port;
 };
 
-static mach_port_t
-new_receive(void)
-{
-	mach_port_t p = MACH_PORT_NULL;
 
-	assert_kr(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &p), KERN_SUCCESS);
-	return p;
-}
-
-static mach_port_status_t
-status(mach_port_t p)
-{
-	mach_port_status_t st;
-
-	memset(&st, 0, sizeof(st));
-	assert_kr(mach_port_get_receive_status(SELF, p, &st), KERN_SUCCESS);
-	return st;
-}
 
 /* A send-once right to `p` under a name of its own. */
 static mach_port_t
@@ -209,14 +192,14 @@ stash(mach_port_t holder, mach_port_t p)
 static void
 test_no_senders_last_deallocate(void **state)
 {
-	mach_port_t p = mvm_test_port_with_send(), n = new_receive(), q = new_receive();
+	mach_port_t p = mvm_test_port_with_send(), n = mvm_test_receive(), q = mvm_test_receive();
 	union notif u;
 
 	(void)state;
 	assert_kr(mach_port_mod_refs(SELF, p, MACH_PORT_RIGHT_SEND, 1), KERN_SUCCESS);
 	assert_int_equal(request(p, MACH_NOTIFY_NO_SENDERS, 1, n), MACH_PORT_NULL);
-	assert_true(status(p).mps_nsrequest);
-	assert_int_equal(status(n).mps_sorights, 1);
+	assert_true(mvm_test_status(p).mps_nsrequest);
+	assert_int_equal(mvm_test_status(n).mps_sorights, 1);
 	assert_no_message(n);
 
 	/* One user reference less is not the last send right. */
@@ -231,8 +214,8 @@ test_no_senders_last_deallocate(void **state)
 	assert_kr(mach_port_destroy(SELF, q), KERN_SUCCESS);
 	recv_notif(n, MACH_NOTIFY_NO_SENDERS, &u);
 	assert_int_equal(u.ns.not_count, 1);
-	assert_false(status(p).mps_nsrequest);
-	assert_int_equal(status(n).mps_sorights, 0);
+	assert_false(mvm_test_status(p).mps_nsrequest);
+	assert_int_equal(mvm_test_status(n).mps_sorights, 0);
 
 	/* It was a one-shot request. */
 	assert_kr(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
@@ -257,7 +240,7 @@ test_no_senders_last_deallocate(void **state)
 static void
 test_no_senders_consumed_by_message(void **state)
 {
-	mach_port_t p = mvm_test_port_with_send(), q = new_receive(), n = new_receive();
+	mach_port_t p = mvm_test_port_with_send(), q = mvm_test_receive(), n = mvm_test_receive();
 	union notif u, m;
 
 	(void)state;
@@ -265,7 +248,7 @@ test_no_senders_consumed_by_message(void **state)
 	assert_int_equal(request(p, MACH_NOTIFY_NO_SENDERS, 1, n), MACH_PORT_NULL);
 	assert_kr(send_simple(p, MACH_MSG_TYPE_MOVE_SEND, MACH_PORT_NULL, 0, 11), MACH_MSG_SUCCESS);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_RECEIVE);
-	assert_true(status(p).mps_srights);
+	assert_true(mvm_test_status(p).mps_srights);
 	assert_no_message(n);
 	assert_kr(recv(p, &m), MACH_MSG_SUCCESS);
 	assert_int_equal(m.h.msgh_id, 11);
@@ -295,7 +278,7 @@ test_no_senders_consumed_by_message(void **state)
 static void
 test_no_senders_destroyed_message(void **state)
 {
-	mach_port_t p = new_receive(), q = new_receive(), n = new_receive();
+	mach_port_t p = mvm_test_receive(), q = mvm_test_receive(), n = mvm_test_receive();
 	union notif u, m;
 
 	(void)state;
@@ -309,7 +292,7 @@ test_no_senders_destroyed_message(void **state)
 	assert_int_equal(u.ns.not_count, 1);
 
 	/* A too-large message destroyed at receive (no MACH_RCV_LARGE) releases its rights. */
-	q = new_receive();
+	q = mvm_test_receive();
 	assert_kr(send_port(q, MACH_MSG_TYPE_MAKE_SEND, p, MACH_MSG_TYPE_MAKE_SEND, 14),
 	    MACH_MSG_SUCCESS);
 	assert_int_equal(request(p, MACH_NOTIFY_NO_SENDERS, 2, n), MACH_PORT_NULL);
@@ -337,7 +320,7 @@ test_no_senders_destroyed_message(void **state)
 static void
 test_no_senders_immediate(void **state)
 {
-	mach_port_t p = new_receive(), n = new_receive();
+	mach_port_t p = mvm_test_receive(), n = mvm_test_receive();
 	union notif u;
 
 	(void)state;
@@ -345,7 +328,7 @@ test_no_senders_immediate(void **state)
 	assert_int_equal(request(p, MACH_NOTIFY_NO_SENDERS, 0, n), MACH_PORT_NULL);
 	recv_notif(n, MACH_NOTIFY_NO_SENDERS, &u);
 	assert_int_equal(u.ns.not_count, 0);
-	assert_false(status(p).mps_nsrequest);
+	assert_false(mvm_test_status(p).mps_nsrequest);
 
 	/* One made and gone: mscount 1. sync 1 fires at once; sync 2 waits for another. */
 	assert_kr(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
@@ -355,7 +338,7 @@ test_no_senders_immediate(void **state)
 	assert_int_equal(u.ns.not_count, 1);
 	assert_int_equal(request(p, MACH_NOTIFY_NO_SENDERS, 2, n), MACH_PORT_NULL);
 	assert_no_message(n);
-	assert_true(status(p).mps_nsrequest);
+	assert_true(mvm_test_status(p).mps_nsrequest);
 	assert_kr(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
 	assert_no_message(n);
 	assert_kr(mach_port_deallocate(SELF, p), KERN_SUCCESS);
@@ -375,7 +358,7 @@ test_no_senders_immediate(void **state)
 	assert_int_equal(request(p, MACH_NOTIFY_NO_SENDERS, 42, n), MACH_PORT_NULL);
 	assert_no_message(n);
 	assert_kr(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
-	assert_int_equal(status(p).mps_mscount, 42);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 42);
 	assert_kr(mach_port_deallocate(SELF, p), KERN_SUCCESS);
 	recv_notif(n, MACH_NOTIFY_NO_SENDERS, &u);
 	assert_int_equal(u.ns.not_count, 42);
@@ -396,7 +379,7 @@ test_no_senders_immediate(void **state)
 static void
 test_no_senders_previous(void **state)
 {
-	mach_port_t p = mvm_test_port_with_send(), n1 = new_receive(), n2 = new_receive(), prev, so;
+	mach_port_t p = mvm_test_port_with_send(), n1 = mvm_test_receive(), n2 = mvm_test_receive(), prev, so;
 	union notif u;
 
 	(void)state;
@@ -405,8 +388,8 @@ test_no_senders_previous(void **state)
 	prev = request(p, MACH_NOTIFY_NO_SENDERS, 1, n2);
 	assert_true(MACH_PORT_VALID(prev));
 	assert_int_equal(mvm_test_type(prev), MACH_PORT_TYPE_SEND_ONCE);
-	assert_int_equal(status(n1).mps_sorights, 1);
-	assert_int_equal(status(n2).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(n1).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(n2).mps_sorights, 1);
 	/* It is a right to n1: used unused, it tells n1 so. */
 	assert_kr(mach_port_deallocate(SELF, prev), KERN_SUCCESS);
 	recv_notif(n1, MACH_NOTIFY_SEND_ONCE, &u);
@@ -417,7 +400,7 @@ test_no_senders_previous(void **state)
 	assert_kr(mach_port_request_notification(SELF, p, MACH_NOTIFY_NO_SENDERS, 0, MACH_PORT_NULL,
 	    MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev), KERN_SUCCESS);
 	assert_int_equal(mvm_test_type(prev), MACH_PORT_TYPE_SEND_ONCE);
-	assert_false(status(p).mps_nsrequest);
+	assert_false(mvm_test_status(p).mps_nsrequest);
 	/* Send it a message: it reaches n2. */
 	assert_kr(send_simple(prev, MACH_MSG_TYPE_MOVE_SEND_ONCE, MACH_PORT_NULL, 0, 77),
 	    MACH_MSG_SUCCESS);
@@ -451,7 +434,7 @@ test_no_senders_previous(void **state)
 static void
 test_request_errors(void **state)
 {
-	mach_port_t p = new_receive(), n = new_receive(), s, d, so, prev = 0x55;
+	mach_port_t p = mvm_test_receive(), n = mvm_test_receive(), s, d, so, prev = 0x55;
 
 	(void)state;
 	assert_kr(mach_port_allocate(SELF, MACH_PORT_RIGHT_PORT_SET, &s), KERN_SUCCESS);
@@ -511,10 +494,10 @@ test_request_errors(void **state)
 
 	/* None of that changed anything. */
 	assert_int_equal(prev, 0x55);
-	assert_int_equal(status(n).mps_sorights, 0);
-	assert_int_equal(status(p).mps_sorights, 1);
-	assert_false(status(p).mps_nsrequest);
-	assert_false(status(p).mps_pdrequest);
+	assert_int_equal(mvm_test_status(n).mps_sorights, 0);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
+	assert_false(mvm_test_status(p).mps_nsrequest);
+	assert_false(mvm_test_status(p).mps_pdrequest);
 	assert_int_equal(mvm_test_type(so), MACH_PORT_TYPE_SEND_ONCE);
 	assert_no_message(n);
 
@@ -531,7 +514,7 @@ test_request_errors(void **state)
 static void
 test_dead_name_on_port_death(void **state)
 {
-	mach_port_t p = new_receive(), n = new_receive(), holder = new_receive();
+	mach_port_t p = mvm_test_receive(), n = mvm_test_receive(), holder = mvm_test_receive();
 	mach_port_t so1, so2, sp = mvm_test_port_with_send();
 	union notif u;
 
@@ -582,7 +565,7 @@ test_dead_name_on_port_death(void **state)
 static void
 test_dead_name_immediate_and_previous(void **state)
 {
-	mach_port_t d, n = new_receive(), n2 = new_receive(), p = new_receive(), so, prev;
+	mach_port_t d, n = mvm_test_receive(), n2 = mvm_test_receive(), p = mvm_test_receive(), so, prev;
 	union notif u;
 
 	(void)state;
@@ -607,7 +590,7 @@ test_dead_name_immediate_and_previous(void **state)
 	assert_kr(mach_port_destroy(SELF, so), KERN_SUCCESS);
 
 	/* The previous request comes back as a send-once right; cancel returns the last. */
-	p = new_receive();
+	p = mvm_test_receive();
 	so = new_send_once(p);
 	assert_int_equal(request(so, MACH_NOTIFY_DEAD_NAME, 0, n), MACH_PORT_NULL);
 	prev = request(so, MACH_NOTIFY_DEAD_NAME, 0, n2);
@@ -637,7 +620,7 @@ test_dead_name_immediate_and_previous(void **state)
 static void
 test_port_deleted(void **state)
 {
-	mach_port_t p = new_receive(), n = new_receive(), holder = new_receive(), q = new_receive();
+	mach_port_t p = mvm_test_receive(), n = mvm_test_receive(), holder = mvm_test_receive(), q = mvm_test_receive();
 	mach_port_t so, sp = mvm_test_port_with_send();
 	union notif u;
 
@@ -705,7 +688,7 @@ test_port_deleted(void **state)
 static void
 test_send_once_notifications(void **state)
 {
-	mach_port_t p = new_receive(), q = new_receive(), so, d;
+	mach_port_t p = mvm_test_receive(), q = mvm_test_receive(), so, d;
 	union notif u, m;
 
 	(void)state;
@@ -713,27 +696,27 @@ test_send_once_notifications(void **state)
 	so = new_send_once(p);
 	assert_kr(mach_port_deallocate(SELF, so), KERN_SUCCESS);
 	recv_notif(p, MACH_NOTIFY_SEND_ONCE, &u);
-	assert_int_equal(status(p).mps_sorights, 0);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 0);
 
 	/* A MAKE_SEND_ONCE reply right of a message destroyed with the port it waits on. */
 	assert_kr(send_simple(q, MACH_MSG_TYPE_MAKE_SEND, p, MACH_MSG_TYPE_MAKE_SEND_ONCE, 5),
 	    MACH_MSG_SUCCESS);
-	assert_int_equal(status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
 	assert_no_message(p);
 	assert_kr(mach_port_destroy(SELF, q), KERN_SUCCESS);
 	recv_notif(p, MACH_NOTIFY_SEND_ONCE, &u);
-	assert_int_equal(status(p).mps_sorights, 0);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 0);
 	assert_no_message(p);
 
 	/* A send-once right in a message body, destroyed likewise. */
-	q = new_receive();
+	q = mvm_test_receive();
 	assert_kr(send_port(q, MACH_MSG_TYPE_MAKE_SEND, p, MACH_MSG_TYPE_MAKE_SEND_ONCE, 6),
 	    MACH_MSG_SUCCESS);
 	assert_kr(mach_port_destroy(SELF, q), KERN_SUCCESS);
 	recv_notif(p, MACH_NOTIFY_SEND_ONCE, &u);
 
 	/* A reply right received and destroyed by the receiver with mach_msg_destroy. */
-	q = new_receive();
+	q = mvm_test_receive();
 	assert_kr(send_simple(q, MACH_MSG_TYPE_MAKE_SEND, p, MACH_MSG_TYPE_MAKE_SEND_ONCE, 7),
 	    MACH_MSG_SUCCESS);
 	assert_kr(recv(q, &m), MACH_MSG_SUCCESS);
@@ -770,7 +753,7 @@ test_send_once_notifications(void **state)
 static void
 test_port_destroyed(void **state)
 {
-	mach_port_t p = mvm_test_port_with_send(), n = new_receive(), r, so;
+	mach_port_t p = mvm_test_port_with_send(), n = mvm_test_receive(), r, so;
 	mach_port_status_t st;
 	union notif u;
 
@@ -780,7 +763,7 @@ test_port_destroyed(void **state)
 	assert_kr(send_simple(p, MACH_MSG_TYPE_COPY_SEND, MACH_PORT_NULL, 0, 2), MACH_MSG_SUCCESS);
 	so = new_send_once(p);
 	assert_int_equal(request(p, MACH_NOTIFY_PORT_DESTROYED, 0, n), MACH_PORT_NULL);
-	assert_true(status(p).mps_pdrequest);
+	assert_true(mvm_test_status(p).mps_pdrequest);
 
 	/* Destroying the name: the receive right goes to n, alive, with its messages. */
 	assert_kr(mach_port_destroy(SELF, p), KERN_SUCCESS);
@@ -791,7 +774,7 @@ test_port_destroyed(void **state)
 	r = u.pdn.not_port;
 	assert_true(MACH_PORT_VALID(r));
 	assert_int_equal(mvm_test_type(r), MACH_PORT_TYPE_RECEIVE);
-	st = status(r);
+	st = mvm_test_status(r);
 	assert_int_equal(st.mps_msgcount, 2);
 	assert_false(st.mps_pdrequest); /* the request was used */
 	assert_int_equal(st.mps_sorights, 1);
@@ -828,7 +811,7 @@ test_port_destroyed(void **state)
 	assert_int_equal(mvm_test_refs(p, MACH_PORT_RIGHT_SEND), 1);
 
 	/* Previous request returned; the notification destroyed unreceived kills the port. */
-	mach_port_t n2 = new_receive(), prev;
+	mach_port_t n2 = mvm_test_receive(), prev;
 
 	assert_int_equal(request(p, MACH_NOTIFY_PORT_DESTROYED, 0, n), MACH_PORT_NULL);
 	prev = request(p, MACH_NOTIFY_PORT_DESTROYED, 0, n2);
@@ -837,7 +820,7 @@ test_port_destroyed(void **state)
 	recv_notif(n, MACH_NOTIFY_SEND_ONCE, &u);
 	so = new_send_once(p);
 	assert_kr(mach_port_mod_refs(SELF, p, MACH_PORT_RIGHT_RECEIVE, -1), KERN_SUCCESS);
-	assert_int_equal(status(n2).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(n2).mps_msgcount, 1);
 	assert_int_equal(mvm_test_type(so), MACH_PORT_TYPE_SEND_ONCE);
 	assert_kr(mach_port_destroy(SELF, n2), KERN_SUCCESS);
 	assert_int_equal(mvm_test_type(so), MACH_PORT_TYPE_DEAD_NAME);
@@ -853,7 +836,7 @@ test_port_destroyed(void **state)
 static void
 test_port_destroyed_to_itself(void **state)
 {
-	mach_port_t p = new_receive(), so;
+	mach_port_t p = mvm_test_receive(), so;
 
 	(void)state;
 	so = new_send_once(p);
@@ -869,7 +852,7 @@ test_port_destroyed_to_itself(void **state)
 static void
 test_formats_and_seqno(void **state)
 {
-	mach_port_t n = new_receive(), p = mvm_test_port_with_send(), q = new_receive();
+	mach_port_t n = mvm_test_receive(), p = mvm_test_port_with_send(), q = mvm_test_receive();
 	mach_port_t so, so2, d;
 	union notif u;
 
@@ -896,8 +879,8 @@ test_formats_and_seqno(void **state)
 	assert_kr(mach_port_deallocate(SELF, d), KERN_SUCCESS);            /* 71 */
 	assert_int_equal(request(p, MACH_NOTIFY_PORT_DESTROYED, 0, n), MACH_PORT_NULL);
 	assert_kr(mach_port_destroy(SELF, p), KERN_SUCCESS);               /* 69 */
-	assert_int_equal(status(n).mps_msgcount, 6);
-	assert_int_equal(status(n).mps_qlimit, 1);
+	assert_int_equal(mvm_test_status(n).mps_msgcount, 6);
+	assert_int_equal(mvm_test_status(n).mps_qlimit, 1);
 
 	assert_kr(recv(n, &u), MACH_MSG_SUCCESS);
 	assert_int_equal(u.h.msgh_id, 1000);
@@ -917,7 +900,7 @@ test_formats_and_seqno(void **state)
 	assert_int_equal(u.h.msgh_seqno, 3);
 	p = u.pdn.not_port;
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_RECEIVE);
-	assert_int_equal(status(n).mps_seqno, 4);
+	assert_int_equal(mvm_test_status(n).mps_seqno, 4);
 	assert_no_message(n);
 	/* The revived port has the send-once notification of so2 queued, with its own seqno. */
 	recv_notif(p, MACH_NOTIFY_SEND_ONCE, &u);
@@ -934,7 +917,7 @@ test_formats_and_seqno(void **state)
 static void
 test_notification_too_large(void **state)
 {
-	mach_port_t n = new_receive(), p = new_receive(), r;
+	mach_port_t n = mvm_test_receive(), p = mvm_test_receive(), r;
 	union notif u;
 
 	(void)state;
@@ -943,7 +926,7 @@ test_notification_too_large(void **state)
 	assert_kr(mach_msg(&u.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT | MACH_RCV_LARGE, 0,
 	    sizeof(mach_msg_header_t), n, 0, MACH_PORT_NULL), MACH_RCV_TOO_LARGE);
 	assert_int_equal(u.h.msgh_size, sizeof(mach_port_destroyed_notification_t));
-	assert_int_equal(status(n).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(n).mps_msgcount, 1);
 	recv_notif(n, MACH_NOTIFY_PORT_DESTROYED, &u);
 	r = u.pdn.not_port;
 	assert_int_equal(u.h.msgh_seqno, 0);

@@ -48,15 +48,6 @@ destroy(mach_port_t name)
 	assert_kr(mach_port_destroy(SELF, name), KERN_SUCCESS);
 }
 
-static mach_port_status_t
-status(mach_port_t p)
-{
-	mach_port_status_t st;
-
-	memset(&st, 0, sizeof(st));
-	assert_kr(mach_port_get_receive_status(SELF, p, &st), KERN_SUCCESS);
-	return st;
-}
 
 static uint64_t
 vm_bytes(void)
@@ -270,7 +261,7 @@ test_ool_copy(void **state)
 	one_copy(d, 5u << 20, 123, 0);
 	one_copy(d, 5u << 20, 123, 1);
 	assert_int_equal(vm_bytes(), base);
-	assert_int_equal(status(d).mps_seqno, 2 * 4 * 7 + 2);
+	assert_int_equal(mvm_test_status(d).mps_seqno, 2 * 4 * 7 + 2);
 	destroy(d);
 	MVM_TEST_QUIESCENT();
 }
@@ -350,7 +341,7 @@ test_ool_failed_send_keeps_everything(void **state)
 	assert_int_equal(after.kmsgs, before.kmsgs);
 	assert_int_equal(after.names, before.names);
 	assert_int_equal(after.msgs_sent, before.msgs_sent);
-	assert_int_equal(status(d).mps_msgcount, 0);
+	assert_int_equal(mvm_test_status(d).mps_msgcount, 0);
 
 	/* And now a good one: the region goes, the right goes. */
 	size = init_ool(&m, d, region, len, 1, MACH_MSG_TYPE_MOVE_SEND, s, MACH_PORT_NULL);
@@ -526,7 +517,7 @@ test_ool_ports(void **state)
 	assert_int_equal(mapped_pages(region, page()), 0);
 	assert_int_equal(mvm_test_type(names[0]), 0);
 	assert_int_equal(mvm_test_type(names[2]), 0);
-	assert_int_equal(status(b).mps_sorights, 2);
+	assert_int_equal(mvm_test_status(b).mps_sorights, 2);
 	assert_kr(recv_msg(&r, sizeof(r), d), MACH_MSG_SUCCESS);
 	assert_int_equal(r.t.msgt_name, MACH_MSG_TYPE_PORT_SEND_ONCE);
 	got = (mach_port_t *)r.addr;
@@ -534,7 +525,7 @@ test_ool_ports(void **state)
 	assert_int_equal(got[1], MACH_PORT_DEAD);
 	assert_int_equal(mvm_test_type(got[2]), MACH_PORT_TYPE_SEND_ONCE);
 	mach_msg_destroy(&r.h); /* two send-once notifications to b, memory freed */
-	assert_int_equal(status(b).mps_msgcount, 2);
+	assert_int_equal(mvm_test_status(b).mps_msgcount, 2);
 
 	region = 0;
 	assert_kr(vm_allocate(SELF, &region, page(), TRUE), KERN_SUCCESS);
@@ -655,7 +646,7 @@ test_ool_msg_destroy(void **state)
 	assert_int_equal(mvm_test_type(a), MACH_PORT_TYPE_RECEIVE);
 	assert_int_equal(mvm_test_type(b), MACH_PORT_TYPE_RECEIVE);
 	assert_int_equal(mvm_test_type(x), MACH_PORT_TYPE_DEAD_NAME);
-	assert_int_equal(status(rp).mps_msgcount, 1); /* send-once notification */
+	assert_int_equal(mvm_test_status(rp).mps_msgcount, 1); /* send-once notification */
 
 	assert_kr(mach_port_deallocate(SELF, x), KERN_SUCCESS);
 	destroy(a);

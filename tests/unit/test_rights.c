@@ -39,25 +39,7 @@ union rcv_buf {
 	char buf[512];
 };
 
-static mach_port_t
-new_receive(void)
-{
-	mach_port_t p = MACH_PORT_NULL;
 
-	assert_kr(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &p), KERN_SUCCESS);
-	assert_true(MACH_PORT_VALID(p));
-	return p;
-}
-
-static mach_port_status_t
-status(mach_port_t p)
-{
-	mach_port_status_t st;
-
-	memset(&st, 0, sizeof(st));
-	assert_kr(mach_port_get_receive_status(SELF, p, &st), KERN_SUCCESS);
-	return st;
-}
 
 static void
 set_port_type(mach_msg_type_t *t, mach_msg_type_name_t disp, unsigned number)
@@ -169,7 +151,7 @@ test_allocate_each_right(void **state)
 	assert_int_equal(mvm_test_type(r), MACH_PORT_TYPE_RECEIVE);
 	assert_int_equal(mvm_test_refs(r, MACH_PORT_RIGHT_RECEIVE), 1);
 	assert_int_equal(mvm_test_refs(r, MACH_PORT_RIGHT_SEND), 0);
-	mach_port_status_t st = status(r);
+	mach_port_status_t st = mvm_test_status(r);
 	assert_int_equal(st.mps_pset, MACH_PORT_NULL);
 	assert_int_equal(st.mps_seqno, 0);
 	assert_int_equal(st.mps_mscount, 0);
@@ -357,13 +339,13 @@ test_send_urefs(void **state)
 	assert_kr(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_COPY_SEND), KERN_UREFS_OVERFLOW);
 	assert_kr(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_UREFS_OVERFLOW);
 	assert_int_equal(send_refs(p), MACH_PORT_UREFS_MAX);
-	assert_int_equal(status(p).mps_mscount, 1);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 1);
 
 	/* Removing every reference leaves the receive right alone. */
 	assert_kr(mach_port_mod_refs(SELF, p, MACH_PORT_RIGHT_SEND,
 	    -(mach_port_delta_t)MACH_PORT_UREFS_MAX), KERN_SUCCESS);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_RECEIVE);
-	assert_false(status(p).mps_srights);
+	assert_false(mvm_test_status(p).mps_srights);
 	/* With no send right, SEND references cannot be changed, not even by zero. */
 	assert_kr(mach_port_mod_refs(SELF, p, MACH_PORT_RIGHT_SEND, 1), KERN_INVALID_RIGHT);
 	assert_kr(mach_port_mod_refs(SELF, p, MACH_PORT_RIGHT_SEND, 0), KERN_INVALID_RIGHT);
@@ -382,7 +364,7 @@ test_send_urefs(void **state)
 static void
 test_receive_and_set_refs(void **state)
 {
-	mach_port_t p = new_receive(), s;
+	mach_port_t p = mvm_test_receive(), s;
 
 	(void)state;
 	assert_kr(mach_port_allocate(SELF, MACH_PORT_RIGHT_PORT_SET, &s), KERN_SUCCESS);
@@ -403,10 +385,10 @@ test_receive_and_set_refs(void **state)
 
 	/* A member's set goes away with -1; the member stays, out of the set. */
 	assert_kr(mach_port_move_member(SELF, p, s), KERN_SUCCESS);
-	assert_int_equal(status(p).mps_pset, s);
+	assert_int_equal(mvm_test_status(p).mps_pset, s);
 	assert_kr(mach_port_mod_refs(SELF, s, MACH_PORT_RIGHT_PORT_SET, -1), KERN_SUCCESS);
 	assert_invalid_name(s);
-	assert_int_equal(status(p).mps_pset, MACH_PORT_NULL);
+	assert_int_equal(mvm_test_status(p).mps_pset, MACH_PORT_NULL);
 
 	assert_kr(mach_port_mod_refs(SELF, p, MACH_PORT_RIGHT_RECEIVE, -1), KERN_SUCCESS);
 	assert_invalid_name(p);
@@ -469,7 +451,7 @@ test_dead_name_urefs(void **state)
 static void
 test_send_once_refs(void **state)
 {
-	mach_port_t p = new_receive(), so = MACH_PORT_MAKE(600, 3), so2 = MACH_PORT_MAKE(601, 3);
+	mach_port_t p = mvm_test_receive(), so = MACH_PORT_MAKE(600, 3), so2 = MACH_PORT_MAKE(601, 3);
 	mach_port_urefs_t refs;
 
 	(void)state;
@@ -478,20 +460,20 @@ test_send_once_refs(void **state)
 	assert_kr(mach_port_get_refs(SELF, so, MACH_PORT_RIGHT_SEND_ONCE, &refs), KERN_SUCCESS);
 	assert_int_equal(refs, 1);
 	assert_int_equal(mvm_test_refs(so, MACH_PORT_RIGHT_SEND), 0);
-	assert_int_equal(status(p).mps_sorights, 1);
-	assert_false(status(p).mps_srights);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
+	assert_false(mvm_test_status(p).mps_srights);
 	/* Making a send-once right does not count as making a send right. */
-	assert_int_equal(status(p).mps_mscount, 0);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 0);
 
 	assert_kr(mach_port_mod_refs(SELF, so, MACH_PORT_RIGHT_SEND_ONCE, 1), KERN_INVALID_VALUE);
 	assert_kr(mach_port_mod_refs(SELF, so, MACH_PORT_RIGHT_SEND_ONCE, -2), KERN_INVALID_VALUE);
 	assert_kr(mach_port_mod_refs(SELF, so, MACH_PORT_RIGHT_SEND, 1), KERN_INVALID_RIGHT);
 	assert_kr(mach_port_mod_refs(SELF, so, MACH_PORT_RIGHT_SEND_ONCE, 0), KERN_SUCCESS);
-	assert_int_equal(status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
 
 	/* Each send-once right has its own name. */
 	assert_kr(mach_port_insert_right(SELF, so2, p, MACH_MSG_TYPE_MAKE_SEND_ONCE), KERN_SUCCESS);
-	assert_int_equal(status(p).mps_sorights, 2);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 2);
 
 	/* mod_refs -1 and deallocate both destroy it (each sends a send-once notification,
 	 * which queues on p). */
@@ -500,8 +482,8 @@ test_send_once_refs(void **state)
 	assert_kr(mach_port_deallocate(SELF, so2), KERN_SUCCESS);
 	assert_invalid_name(so2);
 	/* Each right is now the destination right of its notification, queued on p. */
-	assert_int_equal(status(p).mps_sorights, 2);
-	assert_int_equal(status(p).mps_msgcount, 2);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 2);
+	assert_int_equal(mvm_test_status(p).mps_msgcount, 2);
 
 	assert_kr(mach_port_destroy(SELF, p), KERN_SUCCESS);
 	MVM_TEST_QUIESCENT();
@@ -530,17 +512,17 @@ test_mod_refs_receive_leaves_dead_name(void **state)
 static void
 test_insert_make_send(void **state)
 {
-	mach_port_t p = new_receive(), q = new_receive();
+	mach_port_t p = mvm_test_receive(), q = mvm_test_receive();
 
 	(void)state;
 	assert_kr(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_SEND_RECEIVE);
 	assert_int_equal(send_refs(p), 1);
-	assert_int_equal(status(p).mps_mscount, 1);
-	assert_true(status(p).mps_srights);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 1);
+	assert_true(mvm_test_status(p).mps_srights);
 	assert_kr(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
 	assert_int_equal(send_refs(p), 2);
-	assert_int_equal(status(p).mps_mscount, 2);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 2);
 
 	/* The space has one name per port: a send right cannot go under another name. */
 	assert_kr(mach_port_insert_right(SELF, MACH_PORT_MAKE(800, 1), p, MACH_MSG_TYPE_MAKE_SEND),
@@ -549,7 +531,7 @@ test_insert_make_send(void **state)
 	/* Nor under a name in use for another port. */
 	assert_kr(mach_port_insert_right(SELF, q, p, MACH_MSG_TYPE_MAKE_SEND), KERN_NAME_EXISTS);
 	assert_int_equal(mvm_test_type(q), MACH_PORT_TYPE_RECEIVE);
-	assert_int_equal(status(p).mps_mscount, 2);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 2);
 	assert_int_equal(send_refs(p), 2);
 
 	assert_kr(mach_port_destroy(SELF, p), KERN_SUCCESS);
@@ -560,7 +542,7 @@ test_insert_make_send(void **state)
 static void
 test_insert_send_once_and_copy_send(void **state)
 {
-	mach_port_t p = new_receive(), so = MACH_PORT_MAKE(810, 9), so2 = MACH_PORT_MAKE(811, 9);
+	mach_port_t p = mvm_test_receive(), so = MACH_PORT_MAKE(810, 9), so2 = MACH_PORT_MAKE(811, 9);
 	mach_port_t d;
 
 	(void)state;
@@ -569,17 +551,17 @@ test_insert_send_once_and_copy_send(void **state)
 	assert_kr(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND_ONCE), KERN_NAME_EXISTS);
 	assert_kr(mach_port_insert_right(SELF, so, p, MACH_MSG_TYPE_MAKE_SEND_ONCE), KERN_SUCCESS);
 	assert_int_equal(mvm_test_type(so), MACH_PORT_TYPE_SEND_ONCE);
-	assert_int_equal(status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
 	/* Nor onto another send-once name, or a dead name. */
 	assert_kr(mach_port_insert_right(SELF, so, p, MACH_MSG_TYPE_MAKE_SEND_ONCE), KERN_NAME_EXISTS);
 	assert_kr(mach_port_insert_right(SELF, d, p, MACH_MSG_TYPE_MAKE_SEND_ONCE), KERN_NAME_EXISTS);
-	assert_int_equal(status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
 
 	/* MOVE_SEND_ONCE renames it. */
 	assert_kr(mach_port_insert_right(SELF, so2, so, MACH_MSG_TYPE_MOVE_SEND_ONCE), KERN_SUCCESS);
 	assert_invalid_name(so);
 	assert_int_equal(mvm_test_type(so2), MACH_PORT_TYPE_SEND_ONCE);
-	assert_int_equal(status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
 	/* COPY_SEND and MAKE_SEND from a send-once name are not rights it has. */
 	assert_kr(mach_port_insert_right(SELF, so, so2, MACH_MSG_TYPE_COPY_SEND),
 	    KERN_INVALID_CAPABILITY);
@@ -591,7 +573,7 @@ test_insert_send_once_and_copy_send(void **state)
 	assert_kr(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
 	assert_kr(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_COPY_SEND), KERN_SUCCESS);
 	assert_int_equal(send_refs(p), 2);
-	assert_int_equal(status(p).mps_mscount, 1); /* copying makes nothing */
+	assert_int_equal(mvm_test_status(p).mps_mscount, 1); /* copying makes nothing */
 	assert_kr(mach_port_insert_right(SELF, MACH_PORT_MAKE(812, 1), p, MACH_MSG_TYPE_COPY_SEND),
 	    KERN_RIGHT_EXISTS);
 	/* MOVE_SEND onto its own name: the user reference goes out and comes back. */
@@ -632,9 +614,9 @@ test_insert_send_once_and_copy_send(void **state)
 static void
 test_insert_move_send_and_receive(void **state)
 {
-	mach_port_t holder = new_receive(), p = mvm_test_port_with_send();
+	mach_port_t holder = mvm_test_receive(), p = mvm_test_port_with_send();
 	mach_port_t n1 = MACH_PORT_MAKE(820, 2), n2 = MACH_PORT_MAKE(821, 2);
-	mach_port_t r = new_receive();
+	mach_port_t r = mvm_test_receive();
 
 	(void)state;
 	/* p: a send-only name (the receive right waits in a message on holder). */
@@ -673,7 +655,7 @@ test_insert_move_send_and_receive(void **state)
 	assert_kr(mach_port_insert_right(SELF, n2, r, MACH_MSG_TYPE_MOVE_RECEIVE), KERN_SUCCESS);
 	assert_invalid_name(r);
 	assert_int_equal(mvm_test_type(n2), MACH_PORT_TYPE_RECEIVE);
-	assert_int_equal(status(n2).mps_qlimit, MACH_PORT_QLIMIT_DEFAULT);
+	assert_int_equal(mvm_test_status(n2).mps_qlimit, MACH_PORT_QLIMIT_DEFAULT);
 	/* ... but not of a name that also holds send rights, nor onto a receive right. */
 	assert_kr(mach_port_insert_right(SELF, MACH_PORT_MAKE(822, 2), n1, MACH_MSG_TYPE_MOVE_RECEIVE),
 	    KERN_RIGHT_EXISTS);
@@ -692,7 +674,7 @@ test_insert_move_send_and_receive(void **state)
 static void
 test_extract_every_disposition(void **state)
 {
-	mach_port_t p = new_receive(), x, so, holder = new_receive();
+	mach_port_t p = mvm_test_receive(), x, so, holder = mvm_test_receive();
 	mach_msg_type_name_t t;
 
 	(void)state;
@@ -702,7 +684,7 @@ test_extract_every_disposition(void **state)
 	assert_int_equal(x, p);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_SEND_RECEIVE);
 	assert_int_equal(send_refs(p), 1);
-	assert_int_equal(status(p).mps_mscount, 1);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 1);
 
 	/* COPY_SEND: one user reference more. */
 	assert_kr(mach_port_extract_right(SELF, p, MACH_MSG_TYPE_COPY_SEND, &x, &t), KERN_SUCCESS);
@@ -715,7 +697,7 @@ test_extract_every_disposition(void **state)
 	assert_int_equal(t, MACH_MSG_TYPE_PORT_SEND);
 	assert_int_equal(x, p);
 	assert_int_equal(send_refs(p), 2);
-	assert_int_equal(status(p).mps_mscount, 1);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 1);
 
 	/* MAKE_SEND_ONCE: a send-once right under a new name. */
 	assert_kr(mach_port_extract_right(SELF, p, MACH_MSG_TYPE_MAKE_SEND_ONCE, &so, &t),
@@ -723,7 +705,7 @@ test_extract_every_disposition(void **state)
 	assert_int_equal(t, MACH_MSG_TYPE_PORT_SEND_ONCE);
 	assert_true(MACH_PORT_VALID(so) && so != p);
 	assert_int_equal(mvm_test_type(so), MACH_PORT_TYPE_SEND_ONCE);
-	assert_int_equal(status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
 
 	/* MOVE_SEND_ONCE: the right leaves its name and comes back under a name. */
 	assert_kr(mach_port_extract_right(SELF, so, MACH_MSG_TYPE_MOVE_SEND_ONCE, &x, &t),
@@ -733,7 +715,7 @@ test_extract_every_disposition(void **state)
 	if (x != so)
 		assert_invalid_name(so);
 	so = x;
-	assert_int_equal(status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
 
 	/* MOVE_RECEIVE from a name with send rights: the receive right merges back in. */
 	assert_kr(mach_port_extract_right(SELF, p, MACH_MSG_TYPE_MOVE_RECEIVE, &x, &t), KERN_SUCCESS);
@@ -741,7 +723,7 @@ test_extract_every_disposition(void **state)
 	assert_int_equal(x, p);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_SEND_RECEIVE);
 	assert_int_equal(send_refs(p), 2);
-	assert_int_equal(status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
 
 	/* Wrong rights for the name. */
 	assert_kr(mach_port_extract_right(SELF, so, MACH_MSG_TYPE_MAKE_SEND, &x, &t),
@@ -776,7 +758,7 @@ test_extract_every_disposition(void **state)
 	assert_int_equal(send_refs(p), 2);
 
 	/* MOVE_RECEIVE of a receive-only name. */
-	mach_port_t r = new_receive();
+	mach_port_t r = mvm_test_receive();
 
 	assert_kr(mach_port_extract_right(SELF, r, MACH_MSG_TYPE_MOVE_RECEIVE, &x, &t), KERN_SUCCESS);
 	assert_int_equal(t, MACH_MSG_TYPE_PORT_RECEIVE);
@@ -825,7 +807,7 @@ test_extract_from_dead_name(void **state)
 static void
 test_type_and_dnrequest(void **state)
 {
-	mach_port_t p = new_receive(), n = new_receive(), so = MACH_PORT_MAKE(840, 4), prev, s;
+	mach_port_t p = mvm_test_receive(), n = mvm_test_receive(), so = MACH_PORT_MAKE(840, 4), prev, s;
 	mach_port_type_t t;
 
 	(void)state;
@@ -848,7 +830,7 @@ test_type_and_dnrequest(void **state)
 	assert_kr(mach_port_request_notification(SELF, p, MACH_NOTIFY_DEAD_NAME, 0, n,
 	    MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev), KERN_SUCCESS);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_SEND_RECEIVE | MACH_PORT_TYPE_DNREQUEST);
-	assert_int_equal(status(n).mps_sorights, 2);
+	assert_int_equal(mvm_test_status(n).mps_sorights, 2);
 	/* A no-senders request is not a dead-name request. */
 	assert_kr(mach_port_request_notification(SELF, n, MACH_NOTIFY_NO_SENDERS, 1, n,
 	    MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev), KERN_SUCCESS);
@@ -883,7 +865,7 @@ test_type_and_dnrequest(void **state)
 static void
 test_names_listing(void **state)
 {
-	mach_port_t r = new_receive(), sr = mvm_test_port_with_send(), ps, dn, so, nr = new_receive();
+	mach_port_t r = mvm_test_receive(), sr = mvm_test_port_with_send(), ps, dn, so, nr = mvm_test_receive();
 	mach_port_t prev;
 	mach_port_array_t names = NULL;
 	mach_port_type_array_t types = NULL;
@@ -976,7 +958,7 @@ test_names_many(void **state)
 static void
 test_dead_names_on_port_death(void **state)
 {
-	mach_port_t holder = new_receive(), p = mvm_test_port_with_send();
+	mach_port_t holder = mvm_test_receive(), p = mvm_test_port_with_send();
 	mach_port_t so1 = MACH_PORT_MAKE(860, 1), so2 = MACH_PORT_MAKE(861, 1);
 
 	(void)state;
@@ -1037,7 +1019,7 @@ test_dead_names_on_port_death(void **state)
 static void
 test_dead_rights_in_messages(void **state)
 {
-	mach_port_t q = new_receive(), d, holder = new_receive(), p = mvm_test_port_with_send();
+	mach_port_t q = mvm_test_receive(), d, holder = mvm_test_receive(), p = mvm_test_port_with_send();
 
 	(void)state;
 	assert_kr(mach_port_allocate(SELF, MACH_PORT_RIGHT_DEAD_NAME, &d), KERN_SUCCESS);
@@ -1073,7 +1055,7 @@ test_dead_rights_in_messages(void **state)
 static void
 test_destroy_each_type(void **state)
 {
-	mach_port_t r = new_receive(), sr = mvm_test_port_with_send(), holder = new_receive();
+	mach_port_t r = mvm_test_receive(), sr = mvm_test_port_with_send(), holder = mvm_test_receive();
 	mach_port_t s, d, so = MACH_PORT_MAKE(870, 1), sonly = mvm_test_port_with_send(), m;
 
 	(void)state;
@@ -1094,21 +1076,21 @@ test_destroy_each_type(void **state)
 	assert_invalid_name(sonly);
 	m = unstash(holder);
 	assert_int_equal(mvm_test_type(m), MACH_PORT_TYPE_RECEIVE);
-	assert_false(status(m).mps_srights);
+	assert_false(mvm_test_status(m).mps_srights);
 
 	/* Send-once name. */
 	assert_kr(mach_port_insert_right(SELF, so, m, MACH_MSG_TYPE_MAKE_SEND_ONCE), KERN_SUCCESS);
 	assert_kr(mach_port_destroy(SELF, so), KERN_SUCCESS);
 	assert_invalid_name(so);
-	assert_int_equal(status(m).mps_sorights, 1); /* its send-once notification's */
-	assert_int_equal(status(m).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(m).mps_sorights, 1); /* its send-once notification's */
+	assert_int_equal(mvm_test_status(m).mps_msgcount, 1);
 
 	/* Port set with a member: the member leaves the set and lives on. */
 	assert_kr(mach_port_allocate(SELF, MACH_PORT_RIGHT_PORT_SET, &s), KERN_SUCCESS);
 	assert_kr(mach_port_move_member(SELF, m, s), KERN_SUCCESS);
 	assert_kr(mach_port_destroy(SELF, s), KERN_SUCCESS);
 	assert_invalid_name(s);
-	assert_int_equal(status(m).mps_pset, MACH_PORT_NULL);
+	assert_int_equal(mvm_test_status(m).mps_pset, MACH_PORT_NULL);
 
 	/* Dead name with several references. */
 	assert_kr(mach_port_allocate(SELF, MACH_PORT_RIGHT_DEAD_NAME, &d), KERN_SUCCESS);
@@ -1135,7 +1117,7 @@ test_destroy_each_type(void **state)
 static void
 test_stale_names(void **state)
 {
-	mach_port_t p = new_receive(), fresh, n;
+	mach_port_t p = mvm_test_receive(), fresh, n;
 	mach_port_urefs_t refs;
 	mach_msg_type_name_t t;
 	mach_port_t x;
@@ -1174,11 +1156,11 @@ test_stale_names(void **state)
 	/* The fresh name is untouched. */
 	assert_int_equal(mvm_test_type(fresh), MACH_PORT_TYPE_SEND_RECEIVE);
 	assert_int_equal(send_refs(fresh), 1);
-	assert_int_equal(status(fresh).mps_msgcount, 0);
+	assert_int_equal(mvm_test_status(fresh).mps_msgcount, 0);
 	assert_kr(mach_port_destroy(SELF, fresh), KERN_SUCCESS);
 
 	/* The allocator itself moves to a new generation when it reuses an index. */
-	n = new_receive();
+	n = mvm_test_receive();
 	assert_kr(mach_port_destroy(SELF, n), KERN_SUCCESS);
 	for (int i = 0; i < 1 << 20; i++) {
 		assert_kr(mach_port_allocate(SELF, MACH_PORT_RIGHT_DEAD_NAME, &x), KERN_SUCCESS);
@@ -1234,7 +1216,7 @@ test_bad_task(void **state)
 	/* Nothing changed. */
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_SEND_RECEIVE);
 	assert_int_equal(send_refs(p), 1);
-	assert_int_equal(status(p).mps_mscount, 1);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 1);
 	assert_int_equal(names_in_use(), 1);
 	assert_kr(mach_port_destroy(SELF, p), KERN_SUCCESS);
 	MVM_TEST_QUIESCENT();
@@ -1285,25 +1267,25 @@ test_invalid_names(void **state)
 static void
 test_msg_move_send(void **state)
 {
-	mach_port_t q = new_receive(), p = mvm_test_port_with_send(), holder = new_receive(), x;
+	mach_port_t q = mvm_test_receive(), p = mvm_test_port_with_send(), holder = mvm_test_receive(), x;
 
 	(void)state;
 	/* Several user references: one goes out, and merges back in. */
 	assert_kr(mach_port_mod_refs(SELF, p, MACH_PORT_RIGHT_SEND, 2), KERN_SUCCESS);
 	assert_kr(send_port(q, p, MACH_MSG_TYPE_MOVE_SEND), MACH_MSG_SUCCESS);
 	assert_int_equal(send_refs(p), 2);
-	assert_true(status(p).mps_srights);
-	assert_int_equal(status(q).mps_msgcount, 1);
+	assert_true(mvm_test_status(p).mps_srights);
+	assert_int_equal(mvm_test_status(q).mps_msgcount, 1);
 	assert_int_equal(recv_port(q, MACH_MSG_TYPE_PORT_SEND), p);
 	assert_int_equal(send_refs(p), 3);
-	assert_int_equal(status(p).mps_mscount, 1);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 1);
 
 	/* The last user reference on a receive right's name: the name keeps the receive
 	 * right while the send right travels. */
 	assert_kr(mach_port_mod_refs(SELF, p, MACH_PORT_RIGHT_SEND, -2), KERN_SUCCESS);
 	assert_kr(send_port(q, p, MACH_MSG_TYPE_MOVE_SEND), MACH_MSG_SUCCESS);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_RECEIVE);
-	assert_true(status(p).mps_srights); /* the message holds it */
+	assert_true(mvm_test_status(p).mps_srights); /* the message holds it */
 	assert_int_equal(recv_port(q, MACH_MSG_TYPE_PORT_SEND), p);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_SEND_RECEIVE);
 	assert_int_equal(send_refs(p), 1);
@@ -1332,7 +1314,7 @@ test_msg_move_send(void **state)
 		assert_kr(mach_msg(&m.h, MACH_SEND_MSG, sizeof(m), 0, MACH_PORT_NULL, 0,
 		    MACH_PORT_NULL), MACH_SEND_INVALID_RIGHT);
 		assert_int_equal(send_refs(p), 1);
-		assert_int_equal(status(q).mps_msgcount, 0);
+		assert_int_equal(mvm_test_status(q).mps_msgcount, 0);
 		/* With two, both go, and both come back. */
 		assert_kr(mach_port_mod_refs(SELF, p, MACH_PORT_RIGHT_SEND, 1), KERN_SUCCESS);
 		assert_kr(mach_msg(&m.h, MACH_SEND_MSG, sizeof(m), 0, MACH_PORT_NULL, 0,
@@ -1358,14 +1340,14 @@ test_msg_move_send(void **state)
 static void
 test_msg_copy_and_make_send(void **state)
 {
-	mach_port_t q = new_receive(), p = new_receive();
+	mach_port_t q = mvm_test_receive(), p = mvm_test_receive();
 
 	(void)state;
 	/* MAKE_SEND: the sender keeps what it had; the make-send count goes up. */
 	assert_kr(send_port(q, p, MACH_MSG_TYPE_MAKE_SEND), MACH_MSG_SUCCESS);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_RECEIVE);
-	assert_int_equal(status(p).mps_mscount, 1);
-	assert_true(status(p).mps_srights);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 1);
+	assert_true(mvm_test_status(p).mps_srights);
 	assert_int_equal(recv_port(q, MACH_MSG_TYPE_PORT_SEND), p);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_SEND_RECEIVE);
 	assert_int_equal(send_refs(p), 1);
@@ -1373,7 +1355,7 @@ test_msg_copy_and_make_send(void **state)
 	/* COPY_SEND: the sender keeps its references; the receiver gets one more. */
 	assert_kr(send_port(q, p, MACH_MSG_TYPE_COPY_SEND), MACH_MSG_SUCCESS);
 	assert_int_equal(send_refs(p), 1);
-	assert_int_equal(status(p).mps_mscount, 1);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 1);
 	assert_int_equal(recv_port(q, MACH_MSG_TYPE_PORT_SEND), p);
 	assert_int_equal(send_refs(p), 2);
 
@@ -1382,7 +1364,7 @@ test_msg_copy_and_make_send(void **state)
 	assert_kr(send_port(q, p, MACH_MSG_TYPE_COPY_SEND), MACH_SEND_INVALID_RIGHT);
 	assert_kr(send_port(q, p, MACH_MSG_TYPE_MOVE_SEND), MACH_SEND_INVALID_RIGHT);
 	assert_kr(send_port(q, p, MACH_MSG_TYPE_MOVE_SEND_ONCE), MACH_SEND_INVALID_RIGHT);
-	assert_int_equal(status(q).mps_msgcount, 0);
+	assert_int_equal(mvm_test_status(q).mps_msgcount, 0);
 
 	/* A right received onto a name at MACH_PORT_UREFS_MAX is pegged there. */
 	assert_kr(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
@@ -1396,7 +1378,7 @@ test_msg_copy_and_make_send(void **state)
 	/* ... and the accounting still knows when the last send right goes. */
 	assert_kr(mach_port_mod_refs(SELF, p, MACH_PORT_RIGHT_SEND,
 	    -(mach_port_delta_t)MACH_PORT_UREFS_MAX), KERN_SUCCESS);
-	assert_false(status(p).mps_srights);
+	assert_false(mvm_test_status(p).mps_srights);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_RECEIVE);
 
 	assert_kr(mach_port_destroy(SELF, p), KERN_SUCCESS);
@@ -1407,25 +1389,25 @@ test_msg_copy_and_make_send(void **state)
 static void
 test_msg_send_once(void **state)
 {
-	mach_port_t q = new_receive(), p = new_receive(), so, so2;
+	mach_port_t q = mvm_test_receive(), p = mvm_test_receive(), so, so2;
 
 	(void)state;
 	/* MAKE_SEND_ONCE: no name for it on the sender's side. */
 	assert_kr(send_port(q, p, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_RECEIVE);
-	assert_int_equal(status(p).mps_sorights, 1);
-	assert_int_equal(status(p).mps_mscount, 0);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 0);
 	assert_int_equal(names_in_use(), 2);
 	so = recv_port(q, MACH_MSG_TYPE_PORT_SEND_ONCE);
 	assert_true(MACH_PORT_VALID(so) && so != p);
 	assert_int_equal(mvm_test_type(so), MACH_PORT_TYPE_SEND_ONCE);
-	assert_int_equal(status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
 
 	/* MOVE_SEND_ONCE: the name goes; the right comes back under a new one. */
 	assert_kr(send_port(q, so, MACH_MSG_TYPE_MOVE_SEND_ONCE), MACH_MSG_SUCCESS);
 	assert_invalid_name(so);
 	assert_int_equal(names_in_use(), 2);
-	assert_int_equal(status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
 	/* It cannot be moved twice, or copied. */
 	assert_kr(send_port(q, so, MACH_MSG_TYPE_MOVE_SEND_ONCE), MACH_SEND_INVALID_RIGHT);
 	so2 = recv_port(q, MACH_MSG_TYPE_PORT_SEND_ONCE);
@@ -1445,7 +1427,7 @@ test_msg_send_once(void **state)
 		m.port[0] = m.port[1] = p;
 		assert_kr(mach_msg(&m.h, MACH_SEND_MSG, sizeof(m), 0, MACH_PORT_NULL, 0,
 		    MACH_PORT_NULL), MACH_MSG_SUCCESS);
-		assert_int_equal(status(p).mps_sorights, 3);
+		assert_int_equal(mvm_test_status(p).mps_sorights, 3);
 		assert_kr(mach_msg(&u.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof(u), q, 0,
 		    MACH_PORT_NULL), MACH_MSG_SUCCESS);
 		assert_int_equal(u.p2.t.msgt_name, MACH_MSG_TYPE_PORT_SEND_ONCE);
@@ -1469,7 +1451,7 @@ test_msg_send_once(void **state)
 		    MACH_MSG_SUCCESS);
 		assert_invalid_name(so2);
 		/* so2, now in the message, and the two notifications' destination rights. */
-		assert_int_equal(status(p).mps_sorights, 3);
+		assert_int_equal(mvm_test_status(p).mps_sorights, 3);
 		/* Skip the two send-once notifications the deallocations queued. */
 		for (int i = 0; i < 3; i++) {
 			assert_kr(mach_msg(&u.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof(u), p, 0,
@@ -1480,7 +1462,7 @@ test_msg_send_once(void **state)
 		}
 		assert_int_equal(u.h.msgh_id, 99);
 		assert_int_equal(MACH_MSGH_BITS_LOCAL(u.h.msgh_bits), MACH_MSG_TYPE_PORT_SEND_ONCE);
-		assert_int_equal(status(p).mps_sorights, 0);
+		assert_int_equal(mvm_test_status(p).mps_sorights, 0);
 	}
 
 	assert_kr(mach_port_destroy(SELF, p), KERN_SUCCESS);
@@ -1491,7 +1473,7 @@ test_msg_send_once(void **state)
 static void
 test_msg_move_receive(void **state)
 {
-	mach_port_t q = new_receive(), p = new_receive(), r, sp = mvm_test_port_with_send();
+	mach_port_t q = mvm_test_receive(), p = mvm_test_receive(), r, sp = mvm_test_port_with_send();
 	mach_port_status_t st;
 
 	(void)state;
@@ -1502,13 +1484,13 @@ test_msg_move_receive(void **state)
 	assert_kr(mach_port_set_seqno(SELF, p, 77), KERN_SUCCESS);
 	assert_kr(mach_port_set_qlimit(SELF, p, 9), KERN_SUCCESS);
 	assert_int_equal(mvm_test_type(p), MACH_PORT_TYPE_RECEIVE);
-	assert_int_equal(status(p).mps_mscount, 2);
+	assert_int_equal(mvm_test_status(p).mps_mscount, 2);
 	assert_kr(send_port(q, p, MACH_MSG_TYPE_MOVE_RECEIVE), MACH_MSG_SUCCESS);
 	assert_invalid_name(p);
 	assert_int_equal(names_in_use(), 2);
 	r = recv_port(q, MACH_MSG_TYPE_PORT_RECEIVE);
 	assert_int_equal(mvm_test_type(r), MACH_PORT_TYPE_RECEIVE);
-	st = status(r);
+	st = mvm_test_status(r);
 	assert_int_equal(st.mps_msgcount, 1);
 	assert_int_equal(st.mps_qlimit, 9);
 	assert_int_equal(st.mps_seqno, 0);   /* reset when the right moves */
@@ -1522,7 +1504,7 @@ test_msg_move_receive(void **state)
 		assert_int_equal(u.h.msgh_local_port, r);
 		assert_int_equal(u.h.msgh_seqno, 0);
 	}
-	assert_false(status(r).mps_srights);
+	assert_false(mvm_test_status(r).mps_srights);
 
 	/* A name with send rights keeps them while the receive right travels, and gets it
 	 * back under the same name. */
@@ -1553,7 +1535,7 @@ test_msg_move_receive(void **state)
 static void
 test_msg_reply_rights(void **state)
 {
-	mach_port_t q = new_receive(), p = new_receive();
+	mach_port_t q = mvm_test_receive(), p = mvm_test_receive();
 	mach_msg_header_t h;
 	union rcv_buf u;
 
@@ -1564,7 +1546,7 @@ test_msg_reply_rights(void **state)
 	h.msgh_local_port = p;
 	assert_kr(mach_msg(&h, MACH_SEND_MSG, sizeof(h), 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
 	    MACH_MSG_SUCCESS);
-	assert_int_equal(status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
 	assert_kr(mach_msg(&u.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof(u), q, 0,
 	    MACH_PORT_NULL), MACH_MSG_SUCCESS);
 	assert_int_equal(MACH_MSGH_BITS_REMOTE(u.h.msgh_bits), MACH_MSG_TYPE_PORT_SEND_ONCE);
@@ -1613,7 +1595,7 @@ test_msg_reply_rights(void **state)
 static void
 test_msg_rights_released_with_queue(void **state)
 {
-	mach_port_t q = new_receive(), p = mvm_test_port_with_send(), r = new_receive();
+	mach_port_t q = mvm_test_receive(), p = mvm_test_port_with_send(), r = mvm_test_receive();
 	mach_port_t so = MACH_PORT_MAKE(895, 1);
 
 	(void)state;
@@ -1622,15 +1604,15 @@ test_msg_rights_released_with_queue(void **state)
 	assert_kr(send_port(q, p, MACH_MSG_TYPE_MAKE_SEND), MACH_MSG_SUCCESS);
 	assert_kr(send_port(q, so, MACH_MSG_TYPE_MOVE_SEND_ONCE), MACH_MSG_SUCCESS);
 	assert_kr(send_port(q, r, MACH_MSG_TYPE_MOVE_RECEIVE), MACH_MSG_SUCCESS);
-	assert_int_equal(status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
 	assert_kr(mach_port_deallocate(SELF, p), KERN_SUCCESS);
-	assert_true(status(p).mps_srights); /* two in messages */
-	assert_int_equal(status(q).mps_msgcount, 4);
+	assert_true(mvm_test_status(p).mps_srights); /* two in messages */
+	assert_int_equal(mvm_test_status(q).mps_msgcount, 4);
 	assert_kr(mach_port_destroy(SELF, q), KERN_SUCCESS);
-	assert_false(status(p).mps_srights);
+	assert_false(mvm_test_status(p).mps_srights);
 	/* The unused send-once right said so to p: it is the notification's destination. */
-	assert_int_equal(status(p).mps_sorights, 1);
-	assert_int_equal(status(p).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(p).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(p).mps_msgcount, 1);
 	assert_kr(mach_port_destroy(SELF, p), KERN_SUCCESS);
 	MVM_TEST_QUIESCENT();
 }

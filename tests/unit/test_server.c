@@ -39,15 +39,6 @@ destroy(mach_port_t name)
 	assert_kr(mach_port_destroy(SELF, name), KERN_SUCCESS);
 }
 
-static mach_port_status_t
-status(mach_port_t p)
-{
-	mach_port_status_t st;
-
-	memset(&st, 0, sizeof(st));
-	assert_kr(mach_port_get_receive_status(SELF, p, &st), KERN_SUCCESS);
-	return st;
-}
 
 static uint64_t
 vm_bytes(void)
@@ -289,8 +280,8 @@ test_server_routine_reply(void **state)
 	assert_int_equal(rep.h.msgh_local_port, r);
 	assert_int_equal(rep.ret, KERN_SUCCESS);
 	assert_int_equal(rep.v, 21);
-	assert_int_equal(status(r).mps_sorights, 0);
-	assert_int_equal(status(s).mps_msgcount, 0);
+	assert_int_equal(mvm_test_status(r).mps_sorights, 0);
+	assert_int_equal(mvm_test_status(s).mps_msgcount, 0);
 
 	/* A send reply right (MAKE_SEND): the reply moves it back. */
 	send_req(s, r, MACH_MSG_TYPE_MAKE_SEND, ID_ECHO, -2);
@@ -299,7 +290,7 @@ test_server_routine_reply(void **state)
 	assert_kr(recv_msg(&rep, sizeof(rep), r), MACH_MSG_SUCCESS);
 	assert_int_equal(rep.h.msgh_bits, MACH_MSGH_BITS(0, MACH_MSG_TYPE_PORT_SEND));
 	assert_int_equal(rep.v, -6);
-	assert_false(status(r).mps_srights);
+	assert_false(mvm_test_status(r).mps_srights);
 
 	/* No reply port: the routine runs, nothing is sent. */
 	srv.calls = 0;
@@ -307,7 +298,7 @@ test_server_routine_reply(void **state)
 	assert_kr(mach_msg_server_once(demux, 512, s, MACH_RCV_TIMEOUT), MACH_MSG_SUCCESS);
 	assert_int_equal(srv.calls, 1);
 	check_prepared(ID_ECHO, 0, MACH_PORT_NULL);
-	assert_int_equal(status(r).mps_msgcount, 0);
+	assert_int_equal(mvm_test_status(r).mps_msgcount, 0);
 
 	/* mach_msg_server_timeout handles everything queued, then times out. */
 	srv.calls = 0;
@@ -365,10 +356,10 @@ test_server_no_reply(void **state)
 	assert_int_equal(srv.calls, 1);
 
 	/* No reply, and the request is untouched: its rights and memory are the routine's. */
-	assert_int_equal(status(r).mps_msgcount, 0);
+	assert_int_equal(mvm_test_status(r).mps_msgcount, 0);
 	k = (struct noreply_req *)&srv.kept;
 	assert_int_equal(mvm_test_type(k->h.msgh_remote_port), MACH_PORT_TYPE_SEND_ONCE);
-	assert_int_equal(status(r).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(r).mps_sorights, 1);
 	assert_int_equal(k->a, a);
 	assert_int_equal(mvm_test_refs(a, MACH_PORT_RIGHT_SEND), 1);
 	assert_string_equal((const char *)k->data, text);
@@ -385,7 +376,7 @@ test_server_no_reply(void **state)
 	/* And then releases the rest. */
 	k->h.msgh_remote_port = MACH_PORT_NULL;
 	mach_msg_destroy(&k->h);
-	assert_false(status(a).mps_srights);
+	assert_false(mvm_test_status(a).mps_srights);
 	assert_int_equal(vm_bytes(), base);
 
 	destroy(s);
@@ -477,16 +468,16 @@ check_error_reply(mach_msg_id_t id, kern_return_t code)
 	assert_int_equal(rep.mig.Head.msgh_id, id + 100);
 	assert_int_equal(rep.mig.Head.msgh_size, sizeof(mig_reply_header_t));
 	assert_int_equal(rep.mig.RetCode, code);
-	assert_int_equal(status(r).mps_sorights, 0);
+	assert_int_equal(mvm_test_status(r).mps_sorights, 0);
 	/* The request's send rights (inline and out-of-line) are released: no senders. */
-	assert_false(status(a).mps_srights);
+	assert_false(mvm_test_status(a).mps_srights);
 	assert_kr(recv_msg(&rep, sizeof(rep), n), MACH_MSG_SUCCESS);
 	assert_int_equal(rep.ns.not_header.msgh_id, MACH_NOTIFY_NO_SENDERS);
 	assert_int_equal(rep.ns.not_count, 2);
 	/* The send-once right: destroyed, b hears of it. */
 	assert_kr(recv_msg(&rep, sizeof(rep), b), MACH_MSG_SUCCESS);
 	assert_int_equal(rep.mig.Head.msgh_id, MACH_NOTIFY_SEND_ONCE);
-	assert_int_equal(status(b).mps_sorights, 0);
+	assert_int_equal(mvm_test_status(b).mps_sorights, 0);
 	/* The receive right: destroyed. */
 	assert_int_equal(mvm_test_type(x), MACH_PORT_TYPE_DEAD_NAME);
 	/* The out-of-line memory: freed. */
@@ -566,7 +557,7 @@ test_server_grows_buffer(void **state)
 		assert_int_equal(rep.ret, KERN_SUCCESS);
 		assert_int_equal(rep.v, 3 * i);
 	}
-	assert_int_equal(status(s).mps_seqno, 5); /* RCV_LARGE never used a sequence number */
+	assert_int_equal(mvm_test_status(s).mps_seqno, 5); /* RCV_LARGE never used a sequence number */
 
 	destroy(s);
 	destroy(r);
@@ -592,9 +583,9 @@ test_server_reply_not_sent(void **state)
 	assert_int_equal(rep.ret, KERN_SUCCESS);
 	assert_int_equal(rep.port, complex_port);
 	assert_int_equal(((char *)rep.data)[0], 'c');
-	assert_true(status(complex_port).mps_srights);
+	assert_true(mvm_test_status(complex_port).mps_srights);
 	mach_msg_destroy(&rep.h);
-	assert_false(status(complex_port).mps_srights);
+	assert_false(mvm_test_status(complex_port).mps_srights);
 	assert_int_equal(vm_bytes(), base);
 
 	/* The client's reply port is destroyed before the server answers: the reply right
@@ -604,9 +595,9 @@ test_server_reply_not_sent(void **state)
 	assert_kr(mach_msg_server_once(demux, 512, s, MACH_RCV_TIMEOUT), MACH_MSG_SUCCESS);
 	assert_int_equal(srv.calls, 2);
 	assert_int_equal(srv.prepared.Head.msgh_remote_port, MACH_PORT_DEAD);
-	assert_false(status(complex_port).mps_srights);
+	assert_false(mvm_test_status(complex_port).mps_srights);
 	assert_int_equal(vm_bytes(), base);
-	assert_int_equal(status(complex_port).mps_msgcount, 0);
+	assert_int_equal(mvm_test_status(complex_port).mps_msgcount, 0);
 
 	/* The client's reply queue is full (send reply right): the zero-timeout send times
 	 * out, the reply and the reply right are destroyed. */
@@ -616,17 +607,17 @@ test_server_reply_not_sent(void **state)
 	send_req(s, r, MACH_MSG_TYPE_MAKE_SEND, ID_COMPLEX, 3);
 	assert_kr(mach_msg_server_once(demux, 512, s, MACH_RCV_TIMEOUT), MACH_MSG_SUCCESS);
 	assert_int_equal(srv.calls, 3);
-	assert_int_equal(status(r).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(r).mps_msgcount, 1);
 	assert_int_equal(mvm_test_type(r), MACH_PORT_TYPE_RECEIVE); /* reply right released */
-	assert_false(status(complex_port).mps_srights);
+	assert_false(mvm_test_status(complex_port).mps_srights);
 	{
 		struct req filler;
 
 		/* The filler's destination right is the only send right left. */
-		assert_true(status(r).mps_srights);
+		assert_true(mvm_test_status(r).mps_srights);
 		assert_kr(recv_msg(&filler, sizeof(filler), r), MACH_MSG_SUCCESS);
 		assert_int_equal(filler.h.msgh_id, 1);
-		assert_false(status(r).mps_srights);
+		assert_false(mvm_test_status(r).mps_srights);
 	}
 	assert_int_equal(vm_bytes(), base);
 
@@ -841,9 +832,9 @@ test_msg_destroy_every_kind(void **state)
 	assert_kr(send_msg(&m, sizeof(m)), MACH_MSG_SUCCESS);
 	assert_kr(recv_msg(&rm, sizeof(rm), d), MACH_MSG_SUCCESS);
 	assert_int_equal(rm.h.msgh_remote_port, r);
-	assert_true(status(r).mps_srights);
+	assert_true(mvm_test_status(r).mps_srights);
 	mach_msg_destroy(&rm.h);
-	assert_false(status(r).mps_srights);
+	assert_false(mvm_test_status(r).mps_srights);
 	assert_int_equal(mvm_test_type(x1), MACH_PORT_TYPE_RECEIVE);
 
 	/* Not complex, send-once reply: destroyed, r hears of it. */
@@ -912,8 +903,8 @@ test_msg_destroy_every_kind(void **state)
 	assert_kr(send_msg(&m, sizeof(m)), MACH_MSG_SUCCESS);
 	assert_kr(recv_msg(&rm, sizeof(rm), d), MACH_MSG_SUCCESS);
 	assert_int_equal(mvm_test_refs(a, MACH_PORT_RIGHT_SEND), 4);
-	assert_int_equal(status(a).mps_sorights, 1);
-	assert_int_equal(status(b).mps_sorights, 2);
+	assert_int_equal(mvm_test_status(a).mps_sorights, 1);
+	assert_int_equal(mvm_test_status(b).mps_sorights, 2);
 	assert_int_equal(rm.t3.msgtl_name, MACH_MSG_TYPE_PORT_RECEIVE);
 	assert_int_equal(rm.t9.msgt_name, MACH_MSG_TYPE_PORT_RECEIVE);
 	assert_int_equal(rm.t10.msgt_name, MACH_MSG_TYPE_PORT_NAME);
@@ -934,9 +925,9 @@ test_msg_destroy_every_kind(void **state)
 	assert_int_equal(mvm_test_type(x2), 0);
 	assert_int_equal(vm_bytes(), base);
 	/* Send-once notifications: a (1), b (2), r (the reply). */
-	assert_int_equal(status(a).mps_msgcount, 1);
-	assert_int_equal(status(b).mps_msgcount, 2);
-	assert_int_equal(status(r).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(a).mps_msgcount, 1);
+	assert_int_equal(mvm_test_status(b).mps_msgcount, 2);
+	assert_int_equal(mvm_test_status(r).mps_msgcount, 1);
 
 	/* A received port-destroyed notification carries a receive right: destroying the
 	 * notification destroys the port. */
@@ -954,7 +945,7 @@ test_msg_destroy_every_kind(void **state)
 		assert_kr(recv_msg(&buf, sizeof(buf), b), MACH_MSG_SUCCESS);
 		mach_msg_destroy(&buf.h);
 	}
-	assert_int_equal(status(b).mps_sorights, 0);
+	assert_int_equal(mvm_test_status(b).mps_sorights, 0);
 
 	destroy(d);
 	destroy(a);
