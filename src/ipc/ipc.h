@@ -33,6 +33,8 @@
 struct mvm_kmsg;
 struct mvm_port;
 struct mvm_pset;
+struct mvm_remote;
+struct mvm_export;
 
 /* ---- 5. waiting ------------------------------------------------------------------ */
 
@@ -77,6 +79,8 @@ struct mvm_port {
 	mach_port_mscount_t nsrequest_sync; /* (i) */
 	struct mvm_port *pdrequest;       /* (i) send-once right for port-destroyed */
 	struct mvm_port *deathrow_next;   /* (i) link in ipc.deathrow */
+	struct mvm_remote *remote;        /* (i) proxy: the receive right lives in another process */
+	struct mvm_export *export;        /* (i) rights to it are held in other processes */
 };
 
 struct mvm_pset {
@@ -190,9 +194,10 @@ struct mvm_ctx {
 	uint32_t *wake[MVM_CTX_WAKES];    /* futex words to wake after unlock */
 	int nwake;
 	struct mvm_kmsg *free_kmsgs;      /* messages to free after unlock */
+	bool node_flush;                  /* frames were queued for other processes */
 };
 
-#define MVM_CTX_INIT { .nwake = 0, .free_kmsgs = NULL }
+#define MVM_CTX_INIT { .nwake = 0, .free_kmsgs = NULL, .node_flush = false }
 
 /* Wake the waiters and free the messages; called with no lock held. */
 void mvm__ctx_finish(struct mvm_ctx *ctx);
@@ -237,6 +242,8 @@ struct mvm_port *mvm__port_alloc(void);                   /* active, refs 1, no 
 void mvm__port_ref(struct mvm_port *port);
 void mvm__port_release(struct mvm_port *port);             /* drop a reference */
 void mvm__port_destroy_receive(struct mvm_port *port, struct mvm_ctx *ctx);
+/* Make the port dead now: names become dead names, queued messages die (no release). */
+void mvm__port_die(struct mvm_port *port, struct mvm_ctx *ctx);
 void mvm__pset_add(struct mvm_pset *pset, struct mvm_port *port, struct mvm_ctx *ctx);
 void mvm__pset_remove(struct mvm_port *port, struct mvm_ctx *ctx);
 void mvm__pset_destroy(struct mvm_pset *pset, struct mvm_ctx *ctx);
@@ -298,6 +305,7 @@ mach_msg_return_t mvm__kmsg_copyout(struct mvm_kmsg *kmsg, struct mvm_ctx *ctx);
 /* Anonymous memory accounting (vm/vm_anon.c). */
 void *mvm__vm_alloc_pages(size_t len, int *err);           /* tracked, page-aligned */
 void mvm__vm_free_pages(void *addr, size_t len);           /* untrack and unmap */
+int mvm__vm_track_pages(void *addr, size_t len);           /* track a mapping made elsewhere */
 /* True when [start, start + len) lies in regions machvm mapped (so it is readable). */
 bool mvm__vm_tracked(uintptr_t start, size_t len);
 uint64_t mvm__vm_tracked_bytes(void);

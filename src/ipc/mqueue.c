@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "ipc/ipc.h"
+#include "ipc/node.h"
 #include "sys/sys.h"
 
 static __thread struct mvm_waiter self_waiter;
@@ -116,6 +117,10 @@ mvm__ctx_finish(struct mvm_ctx *ctx)
 	for (int i = 0; i < ctx->nwake; i++)
 		mvm__futex_wake(ctx->wake[i], 1);
 	ctx->nwake = 0;
+	if (ctx->node_flush) {
+		ctx->node_flush = false;
+		mvm__node_flush();
+	}
 	while (ctx->free_kmsgs != NULL) {
 		struct mvm_kmsg *k = ctx->free_kmsgs;
 
@@ -149,6 +154,11 @@ mvm__mq_enqueue(struct mvm_kmsg *kmsg, struct mvm_ctx *ctx)
 	if (!port->active) {
 		/* The receive right died after the rights were taken: the message dies too. */
 		mvm__kmsg_destroy(kmsg, ctx);
+		return;
+	}
+	if (port->remote != NULL) {
+		/* A proxy: the message travels to the process that holds the receive right. */
+		mvm__node_ship(kmsg, ctx);
 		return;
 	}
 	mq = mvm__port_mq(port);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ipc/ipc.h"
+#include "ipc/node.h"
 #include "sys/sys.h"
 
 struct mvm_port *
@@ -42,6 +43,8 @@ mvm__port_release(struct mvm_port *port)
 	MVM_ASSERT_LOCKED(&mvm_ipc.lock);
 	if (--port->refs > 0)
 		return;
+	if (port->remote != NULL)
+		mvm__node_proxy_free(port);
 	/* Nothing points here any more: the receive right is gone, so is every right. */
 	mvm__free(port);
 	mvm_ipc.ports--;
@@ -151,8 +154,8 @@ kill_names(struct mvm_port *port, struct mvm_ctx *ctx)
 	}
 }
 
-static void
-port_die(struct mvm_port *port, struct mvm_ctx *ctx)
+void
+mvm__port_die(struct mvm_port *port, struct mvm_ctx *ctx)
 {
 	struct mvm_kmsg *k;
 	struct mvm_port *req;
@@ -183,6 +186,8 @@ port_die(struct mvm_port *port, struct mvm_ctx *ctx)
 		port->pdrequest = NULL;
 		mvm__kport_release((struct mvm_kport){ req, MACH_MSG_TYPE_PORT_SEND_ONCE }, ctx);
 	}
+	if (port->export != NULL)
+		mvm__node_export_dies(port, ctx);
 }
 
 /*
@@ -210,7 +215,7 @@ mvm__port_destroy_receive(struct mvm_port *port, struct mvm_ctx *ctx)
 			mvm__notify_port_destroyed(pd, port, ctx); /* takes our reference */
 			continue;
 		}
-		port_die(port, ctx); /* may put more ports on the list */
+		mvm__port_die(port, ctx); /* may put more ports on the list */
 		mvm__port_release(port);
 	}
 	mvm_ipc.draining = false;

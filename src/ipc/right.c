@@ -14,6 +14,7 @@
  * rights in the same order. Everything here runs under the IPC lock.
  */
 #include "ipc/ipc.h"
+#include "ipc/node.h"
 #include "sys/sys.h"
 
 static void
@@ -22,6 +23,8 @@ srights_dec(struct mvm_port *port, struct mvm_ctx *ctx)
 	struct mvm_port *ns;
 
 	port->srights--;
+	if (port->srights == 0 && port->remote != NULL)
+		mvm__node_proxy_unsent(port, ctx);
 	if (port->srights == 0 && port->active && (ns = port->nsrequest) != NULL) {
 		port->nsrequest = NULL;
 		mvm__notify_no_senders(ns, port->mscount, ctx);

@@ -8,6 +8,7 @@
  *     pager_fw      the framework's registry and task queue
  *   vm              the kernel's lock: cache objects, pages, mappings
  *     vm_regions    the table of anonymous regions machvm allocated
+ *     netname       the names this process checked in (src/ipc/netname.c)
  *       ipc         the IPC lock: name space, ports, port sets, message queues (a leaf:
  *                   the kernel may send, never blocking, while holding vm)
  */
@@ -19,6 +20,7 @@ enum mvm_lockrank {
 	MVM_LOCKRANK_PAGER_FW = 6,
 	MVM_LOCKRANK_VM = 10,
 	MVM_LOCKRANK_VM_REGIONS = 20,
+	MVM_LOCKRANK_NETNAME = 30,
 	MVM_LOCKRANK_IPC = 40,
 	MVM_LOCKRANK_MAX = 64
 };

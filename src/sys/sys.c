@@ -13,6 +13,11 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -83,6 +88,48 @@ default_sigqueue(pid_t tgid, pid_t tid, int sig, void *si)
 	return (int)syscall(SYS_rt_tgsigqueueinfo, tgid, tid, sig, si);
 }
 
+static int
+default_accept(int fd, struct sockaddr *sa, unsigned *len, int flags)
+{
+	return accept4(fd, sa, (socklen_t *)len, flags);
+}
+
+static int
+default_getsockopt(int fd, int level, int opt, void *val, unsigned *len)
+{
+	return getsockopt(fd, level, opt, val, (socklen_t *)len);
+}
+
+static int
+default_fcntl(int fd, int cmd, long arg)
+{
+	return fcntl(fd, cmd, arg);
+}
+
+static int
+default_open(const char *path, int flags, unsigned mode)
+{
+	return open(path, flags, (mode_t)mode);
+}
+
+static int
+default_mkdir(const char *path, unsigned mode)
+{
+	return mkdir(path, (mode_t)mode);
+}
+
+static int
+default_bind(int fd, const struct sockaddr *sa, unsigned len)
+{
+	return bind(fd, sa, (socklen_t)len);
+}
+
+static int
+default_connect(int fd, const struct sockaddr *sa, unsigned len)
+{
+	return connect(fd, sa, (socklen_t)len);
+}
+
 struct sys_entry {
 	const char *name;
 	void *dflt;
@@ -116,6 +163,26 @@ static struct sys_entry table[MVM_SYS_CALL_COUNT] = {
 	[MVM_SYS_READ] = { .name = "read", .dflt = (void *)read },
 	[MVM_SYS_POLL] = { .name = "poll", .dflt = (void *)default_poll },
 	[MVM_SYS_SIGQUEUE] = { .name = "sigqueue", .dflt = (void *)default_sigqueue },
+	[MVM_SYS_SOCKET] = { .name = "socket", .dflt = (void *)socket },
+	[MVM_SYS_BIND] = { .name = "bind", .dflt = (void *)default_bind },
+	[MVM_SYS_LISTEN] = { .name = "listen", .dflt = (void *)listen },
+	[MVM_SYS_ACCEPT] = { .name = "accept", .dflt = (void *)default_accept },
+	[MVM_SYS_CONNECT] = { .name = "connect", .dflt = (void *)default_connect },
+	[MVM_SYS_SENDMSG] = { .name = "sendmsg", .dflt = (void *)sendmsg },
+	[MVM_SYS_RECVMSG] = { .name = "recvmsg", .dflt = (void *)recvmsg },
+	[MVM_SYS_GETSOCKOPT] = { .name = "getsockopt", .dflt = (void *)default_getsockopt },
+	[MVM_SYS_EPOLL_CREATE] = { .name = "epoll_create", .dflt = (void *)epoll_create1 },
+	[MVM_SYS_EPOLL_CTL] = { .name = "epoll_ctl", .dflt = (void *)epoll_ctl },
+	[MVM_SYS_EPOLL_WAIT] = { .name = "epoll_wait", .dflt = (void *)epoll_wait },
+	[MVM_SYS_EVENTFD] = { .name = "eventfd", .dflt = (void *)eventfd },
+	[MVM_SYS_WRITE] = { .name = "write", .dflt = (void *)write },
+	[MVM_SYS_FCNTL] = { .name = "fcntl", .dflt = (void *)default_fcntl },
+	[MVM_SYS_GETRANDOM] = { .name = "getrandom", .dflt = (void *)getrandom },
+	[MVM_SYS_OPEN] = { .name = "open", .dflt = (void *)default_open },
+	[MVM_SYS_UNLINK] = { .name = "unlink", .dflt = (void *)unlink },
+	[MVM_SYS_LINK] = { .name = "link", .dflt = (void *)link },
+	[MVM_SYS_MKDIR] = { .name = "mkdir", .dflt = (void *)default_mkdir },
+	[MVM_SYS_FSTAT] = { .name = "fstat", .dflt = (void *)fstat },
 };
 
 /* Set while any injection is armed, so the common path costs one relaxed load. */
@@ -567,4 +634,183 @@ mvm__page_size(void)
 		__atomic_store_n(&cached, ps, __ATOMIC_RELAXED);
 	}
 	return ps;
+}
+
+/* ---- sockets, events, files (the node layer) ----------------------------------- */
+
+/* The common shape: count, maybe fail, call, map -1 to -errno. */
+#define SIMPLE(id, type, ...) do {					\
+	int e_ = should_fail(id);					\
+	long r_;							\
+									\
+	if (e_)								\
+		return -e_;						\
+	r_ = (long)CALL(id, type)(__VA_ARGS__);				\
+	return r_ < 0 ? -errno : r_;					\
+} while (0)
+
+int
+mvm__socket(int domain, int type, int protocol)
+{
+	SIMPLE(MVM_SYS_SOCKET, mvm_sys_socket_fn, domain, type | SOCK_CLOEXEC, protocol);
+}
+
+int
+mvm__bind(int fd, const struct sockaddr *sa, unsigned len)
+{
+	SIMPLE(MVM_SYS_BIND, mvm_sys_bind_fn, fd, sa, len);
+}
+
+int
+mvm__listen(int fd, int backlog)
+{
+	SIMPLE(MVM_SYS_LISTEN, mvm_sys_listen_fn, fd, backlog);
+}
+
+int
+mvm__accept(int fd)
+{
+	SIMPLE(MVM_SYS_ACCEPT, mvm_sys_accept_fn, fd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+int
+mvm__connect(int fd, const struct sockaddr *sa, unsigned len)
+{
+	SIMPLE(MVM_SYS_CONNECT, mvm_sys_connect_fn, fd, sa, len);
+}
+
+ssize_t
+mvm__sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	for (;;) {
+		int e = should_fail(MVM_SYS_SENDMSG);
+		ssize_t r;
+
+		if (e)
+			return -e;
+		r = CALL(MVM_SYS_SENDMSG, mvm_sys_sendmsg_fn)(fd, m, flags | MSG_NOSIGNAL);
+		if (r >= 0)
+			return r;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+ssize_t
+mvm__recvmsg(int fd, struct msghdr *m, int flags)
+{
+	for (;;) {
+		int e = should_fail(MVM_SYS_RECVMSG);
+		ssize_t r;
+
+		if (e)
+			return -e;
+		r = CALL(MVM_SYS_RECVMSG, mvm_sys_recvmsg_fn)(fd, m, flags | MSG_CMSG_CLOEXEC);
+		if (r >= 0)
+			return r;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+int
+mvm__getsockopt(int fd, int level, int opt, void *val, unsigned *len)
+{
+	SIMPLE(MVM_SYS_GETSOCKOPT, mvm_sys_getsockopt_fn, fd, level, opt, val, len);
+}
+
+int
+mvm__epoll_create(void)
+{
+	SIMPLE(MVM_SYS_EPOLL_CREATE, mvm_sys_epoll_create_fn, EPOLL_CLOEXEC);
+}
+
+int
+mvm__epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	SIMPLE(MVM_SYS_EPOLL_CTL, mvm_sys_epoll_ctl_fn, epfd, op, fd, ev);
+}
+
+int
+mvm__epoll_wait(int epfd, struct epoll_event *ev, int n, int timeout)
+{
+	int e = should_fail(MVM_SYS_EPOLL_WAIT);
+	int r;
+
+	if (e)
+		return -e;
+	r = CALL(MVM_SYS_EPOLL_WAIT, mvm_sys_epoll_wait_fn)(epfd, ev, n, timeout);
+	if (r < 0)
+		return errno == EINTR ? 0 : -errno;
+	return r;
+}
+
+int
+mvm__eventfd(void)
+{
+	SIMPLE(MVM_SYS_EVENTFD, mvm_sys_eventfd_fn, 0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+ssize_t
+mvm__write(int fd, const void *buf, size_t len)
+{
+	SIMPLE(MVM_SYS_WRITE, mvm_sys_write_fn, fd, buf, len);
+}
+
+int
+mvm__fcntl(int fd, int cmd, long arg)
+{
+	SIMPLE(MVM_SYS_FCNTL, mvm_sys_fcntl_fn, fd, cmd, arg);
+}
+
+int
+mvm__getrandom(void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		int e = should_fail(MVM_SYS_GETRANDOM);
+		ssize_t n;
+
+		if (e)
+			return -e;
+		n = CALL(MVM_SYS_GETRANDOM, mvm_sys_getrandom_fn)((char *)buf + done, len - done, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int
+mvm__open(const char *path, int flags, unsigned mode)
+{
+	SIMPLE(MVM_SYS_OPEN, mvm_sys_open_fn, path, flags | O_CLOEXEC, mode);
+}
+
+int
+mvm__unlink(const char *path)
+{
+	SIMPLE(MVM_SYS_UNLINK, mvm_sys_unlink_fn, path);
+}
+
+int
+mvm__link(const char *from, const char *to)
+{
+	SIMPLE(MVM_SYS_LINK, mvm_sys_link_fn, from, to);
+}
+
+int
+mvm__mkdir(const char *path, unsigned mode)
+{
+	SIMPLE(MVM_SYS_MKDIR, mvm_sys_mkdir_fn, path, mode);
+}
+
+int
+mvm__fstat(int fd, struct stat *st)
+{
+	SIMPLE(MVM_SYS_FSTAT, mvm_sys_fstat_fn, fd, st);
 }

@@ -89,6 +89,56 @@ int mvm__sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 void mvm__raise_default(int sig);
 void mvm__close(int fd);
 
+/*
+ * Sockets, events and files for the node layer (src/ipc/node.c). Each returns the result
+ * (an fd, a byte count, 0) or -errno; sockets and fds are made close-on-exec.
+ */
+struct sockaddr;
+struct msghdr;
+struct epoll_event;
+struct stat;
+typedef int mvm_sys_socket_fn(int domain, int type, int protocol);
+typedef int mvm_sys_bind_fn(int fd, const struct sockaddr *sa, unsigned len);
+typedef int mvm_sys_listen_fn(int fd, int backlog);
+typedef int mvm_sys_accept_fn(int fd, struct sockaddr *sa, unsigned *len, int flags);
+typedef int mvm_sys_connect_fn(int fd, const struct sockaddr *sa, unsigned len);
+typedef ssize_t mvm_sys_sendmsg_fn(int fd, const struct msghdr *m, int flags);
+typedef ssize_t mvm_sys_recvmsg_fn(int fd, struct msghdr *m, int flags);
+typedef int mvm_sys_getsockopt_fn(int fd, int level, int opt, void *val, unsigned *len);
+typedef int mvm_sys_epoll_create_fn(int flags);
+typedef int mvm_sys_epoll_ctl_fn(int epfd, int op, int fd, struct epoll_event *ev);
+typedef int mvm_sys_epoll_wait_fn(int epfd, struct epoll_event *ev, int n, int timeout);
+typedef int mvm_sys_eventfd_fn(unsigned initval, int flags);
+typedef ssize_t mvm_sys_write_fn(int fd, const void *buf, size_t len);
+typedef int mvm_sys_fcntl_fn(int fd, int cmd, long arg);
+typedef ssize_t mvm_sys_getrandom_fn(void *buf, size_t len, unsigned flags);
+typedef int mvm_sys_open_fn(const char *path, int flags, unsigned mode);
+typedef int mvm_sys_unlink_fn(const char *path);
+typedef int mvm_sys_link_fn(const char *from, const char *to);
+typedef int mvm_sys_mkdir_fn(const char *path, unsigned mode);
+typedef int mvm_sys_fstat_fn(int fd, struct stat *st);
+
+int mvm__socket(int domain, int type, int protocol);
+int mvm__bind(int fd, const struct sockaddr *sa, unsigned len);
+int mvm__listen(int fd, int backlog);
+int mvm__accept(int fd);
+int mvm__connect(int fd, const struct sockaddr *sa, unsigned len);
+ssize_t mvm__sendmsg(int fd, const struct msghdr *m, int flags);   /* EINTR retried */
+ssize_t mvm__recvmsg(int fd, struct msghdr *m, int flags);         /* EINTR retried */
+int mvm__getsockopt(int fd, int level, int opt, void *val, unsigned *len);
+int mvm__epoll_create(void);
+int mvm__epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+int mvm__epoll_wait(int epfd, struct epoll_event *ev, int n, int timeout); /* EINTR -> 0 */
+int mvm__eventfd(void);
+ssize_t mvm__write(int fd, const void *buf, size_t len);
+int mvm__fcntl(int fd, int cmd, long arg);
+int mvm__getrandom(void *buf, size_t len);                          /* 0 or -errno, whole */
+int mvm__open(const char *path, int flags, unsigned mode);
+int mvm__unlink(const char *path);
+int mvm__link(const char *from, const char *to);
+int mvm__mkdir(const char *path, unsigned mode);
+int mvm__fstat(int fd, struct stat *st);
+
 /* errno -> kern_return_t, the one conversion point. */
 kern_return_t mvm__kr_from_errno(int err);
 

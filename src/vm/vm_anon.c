@@ -141,6 +141,18 @@ mvm__vm_alloc_pages(size_t len, int *err)
 	return p;
 }
 
+int
+mvm__vm_track_pages(void *addr, size_t len)
+{
+	int r;
+
+	pthread_once(&regions_once, regions_init);
+	mvm_lock_acquire(&regions.lock);
+	r = track((uintptr_t)addr, (uintptr_t)addr + len);
+	mvm_lock_release(&regions.lock);
+	return r;
+}
+
 void
 mvm__vm_free_pages(void *addr, size_t len)
 {
