@@ -303,9 +303,16 @@ void mvm__kmsg_copyin_done(struct mvm_copyin *ci, bool sent);
 mach_msg_return_t mvm__kmsg_copyout(struct mvm_kmsg *kmsg, struct mvm_ctx *ctx);
 
 /* Anonymous memory accounting (vm/vm_anon.c). */
-void *mvm__vm_alloc_pages(size_t len, int *err);           /* tracked, page-aligned */
+void *mvm__vm_alloc_pages(size_t len, int *err);           /* tracked, page-aligned, zeroed */
+void *mvm__vm_alloc_pages_dirty(size_t len, int *err);     /* the same, contents undefined */
 void mvm__vm_free_pages(void *addr, size_t len);           /* untrack and unmap */
 int mvm__vm_track_pages(void *addr, size_t len);           /* track a mapping made elsewhere */
+/*
+ * Free out-of-line data machvm itself received and consumed (the kernel, the pager
+ * framework): like vm_deallocate, but a small region may be kept for the next message
+ * instead of being unmapped. Never for memory a program can see.
+ */
+void mvm__vm_recycle(vm_address_t addr, vm_size_t len);
 /* True when [start, start + len) lies in regions machvm mapped (so it is readable). */
 bool mvm__vm_tracked(uintptr_t start, size_t len);
 uint64_t mvm__vm_tracked_bytes(void);

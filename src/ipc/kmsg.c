@@ -264,7 +264,10 @@ mvm__kmsg_copyin_data(const mach_msg_header_t *umsg, mach_msg_size_t size,
 		}
 		o->data_off = isport ? 0 : (src & (mvm__page_size() - 1));
 		o->map_len = MVM_ROUND_PAGE(o->data_off + (size_t)it.data_len);
-		o->addr = mvm__vm_alloc_pages(o->map_len, &err);
+		/* Data is written whole below (data, and zeros around it), so a cached region
+		 * will do; a port array is filled at copy-out, so it must start zeroed. */
+		o->addr = isport ? mvm__vm_alloc_pages(o->map_len, &err) :
+		    mvm__vm_alloc_pages_dirty(o->map_len, &err);
 		if (o->addr == NULL) {
 			copyin_abort(ci);
 			return err == ENOMEM ? MACH_SEND_NO_BUFFER : MACH_SEND_INVALID_MEMORY;
@@ -281,6 +284,10 @@ mvm__kmsg_copyin_data(const mach_msg_header_t *umsg, mach_msg_size_t size,
 			k->nports += it.number;
 		} else {
 			vm_offset_t dst = (vm_offset_t)o->addr + o->data_off;
+			size_t tail = o->map_len - o->data_off - (size_t)it.data_len;
+
+			memset(o->addr, 0, o->data_off);
+			memset((uint8_t *)dst + it.data_len, 0, tail);
 
 			/* Memory machvm mapped is known to be readable: copy it directly; anything
 			 * else is read without trusting it. */

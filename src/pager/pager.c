@@ -480,7 +480,7 @@ h_data_return(void *ctx, memory_object_t obj, mach_port_seqno_t seqno,
 		/* A clean precious page: nothing to write. */
 		if (evict)
 			p->ops->notify_evict(p->upi, off, count);
-		(void)vm_deallocate(mach_task_self(), data, count);
+		mvm__vm_recycle(data, count); /* the kernel's data, received: ours to reuse */
 		(void)mach_port_deallocate(mach_task_self(), ctl);
 		return KERN_SUCCESS;
 	}
@@ -810,7 +810,7 @@ do_write(struct pg_task *t)
 	}
 	pthread_cond_broadcast(&p->cond);
 	mvm_lock_release(&p->lock);
-	(void)vm_deallocate(mach_task_self(), t->data, t->len);
+	mvm__vm_recycle(t->data, t->len);
 	(void)mach_port_deallocate(mach_task_self(), t->ctl);
 	while (ready != NULL) {
 		struct pg_pagein *w = ready;

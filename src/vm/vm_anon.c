@@ -31,6 +31,57 @@ static struct {
 
 static pthread_once_t regions_once = PTHREAD_ONCE_INIT;
 
+/*
+ * A small cache of unmapped-by-nobody regions of 1 to POOL_PAGES pages (under
+ * vm_regions.lock, untracked while cached). Out-of-line data of every message is copied
+ * into a fresh region and freed by its receiver: taking the region from here and giving
+ * it back saves an mmap, a page fault per page and an munmap (with its TLB shootdown
+ * in a threaded process) on every page that moves. Cached regions are never counted as
+ * allocated; they are zero-filled again when handed out as zero-fill memory.
+ */
+static int track(uintptr_t start, uintptr_t end);
+
+#define POOL_PAGES 32
+#define POOL_PER_SIZE 16
+#define POOL_MAX_PAGES 512        /* 2 MiB of 4 KiB pages in all */
+static struct {
+	void *slot[POOL_PAGES + 1][POOL_PER_SIZE];
+	unsigned n[POOL_PAGES + 1];
+	unsigned pages;
+} pool;
+
+/* Under regions.lock: a cached region of len bytes, tracked again, or NULL. */
+static void *
+pool_get(size_t len)
+{
+	size_t np = len / mvm__page_size();
+	void *p;
+
+	if (np == 0 || np > POOL_PAGES || pool.n[np] == 0)
+		return NULL;
+	p = pool.slot[np][--pool.n[np]];
+	if (track((uintptr_t)p, (uintptr_t)p + len) != 0) {
+		pool.n[np]++;
+		return NULL;
+	}
+	pool.pages -= (unsigned)np;
+	return p;
+}
+
+/* Under regions.lock, the range already untracked: keep it if there is room. */
+static bool
+pool_put(void *p, size_t len)
+{
+	size_t np = len / mvm__page_size();
+
+	if (np == 0 || np > POOL_PAGES || pool.n[np] == POOL_PER_SIZE ||
+	    pool.pages + np > POOL_MAX_PAGES)
+		return false;
+	pool.slot[np][pool.n[np]++] = p;
+	pool.pages += (unsigned)np;
+	return true;
+}
+
 vm_size_t vm_page_size = 4096;
 
 static void
@@ -122,11 +173,32 @@ untrack(uintptr_t start, uintptr_t end)
 }
 
 void *
+mvm__vm_alloc_pages_dirty(size_t len, int *err)
+{
+	void *p;
+
+	pthread_once(&regions_once, regions_init);
+	mvm_lock_acquire(&regions.lock);
+	p = pool_get(len);
+	mvm_lock_release(&regions.lock);
+	if (p != NULL)
+		return p;
+	return mvm__vm_alloc_pages(len, err);
+}
+
+void *
 mvm__vm_alloc_pages(size_t len, int *err)
 {
 	void *p;
 
 	pthread_once(&regions_once, regions_init);
+	mvm_lock_acquire(&regions.lock);
+	p = pool_get(len);
+	mvm_lock_release(&regions.lock);
+	if (p != NULL) {
+		memset(p, 0, len);
+		return p;
+	}
 	p = mvm__mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, err);
 	if (p == NULL)
 		return NULL;
@@ -157,11 +229,55 @@ void
 mvm__vm_free_pages(void *addr, size_t len)
 {
 	/* Only ever a region mvm__vm_alloc_pages made: no object mapping to leave. */
+	bool kept;
+
 	pthread_once(&regions_once, regions_init);
 	mvm_lock_acquire(&regions.lock);
 	(void)untrack((uintptr_t)addr, (uintptr_t)addr + len);
+	kept = pool_put(addr, len);
 	mvm_lock_release(&regions.lock);
-	(void)mvm__munmap(addr, len);
+	if (!kept)
+		(void)mvm__munmap(addr, len);
+}
+
+/* Under regions.lock: is [start, end) covered by tracked regions without a gap? */
+static bool
+covered(uintptr_t start, uintptr_t end)
+{
+	uintptr_t at = start;
+
+	for (size_t i = first_after(start); i < regions.n && at < end; i++) {
+		if (regions.r[i].start > at)
+			break;
+		at = regions.r[i].end;
+	}
+	return at >= end;
+}
+
+void
+mvm__vm_recycle(vm_address_t addr, vm_size_t len)
+{
+	uintptr_t start, end;
+	bool kept = false;
+
+	if (len == 0)
+		return;
+	pthread_once(&regions_once, regions_init);
+	start = MVM_TRUNC_PAGE(addr);
+	end = MVM_ROUND_PAGE(addr + len);
+	mvm_lock_acquire(&regions.lock);
+	if (end - start <= POOL_PAGES * mvm__page_size() && covered(start, end) &&
+	    untrack(start, end) == 0) {
+		kept = pool_put((void *)start, end - start);
+		if (!kept) {
+			mvm_lock_release(&regions.lock);
+			(void)mvm__munmap((void *)start, end - start);
+			return;
+		}
+	}
+	mvm_lock_release(&regions.lock);
+	if (!kept)
+		(void)vm_deallocate(mach_task_self(), addr, len);
 }
 
 bool
@@ -259,6 +375,8 @@ vm_deallocate(vm_map_t task, vm_address_t address, vm_size_t size)
 		return KERN_INVALID_ARGUMENT;
 	/* Mappings of memory objects in the range leave their objects first. */
 	mvm__vm_unmap_objects(start, end);
+	/* Never cached: after vm_deallocate the range is free for anyone to map (and an
+	 * access to it faults), as Mach promises. */
 	mvm_lock_acquire(&regions.lock);
 	r = untrack(start, end);
 	mvm_lock_release(&regions.lock);
