@@ -1,6 +1,6 @@
 /*
  * <machvm/vm.h>: machvm's own view of the in-process kernel that maps memory objects:
- * whether it can run here, per-object statistics and settings.
+ * whether it can run here, per-object statistics and settings, the resident limit.
  * Thread safety: every function may be called from any thread.
  */
 #ifndef MACHVM_VM_H
@@ -35,6 +35,20 @@ struct mvm_vm_object_stats {
 	uint32_t mappings;        /* vm_map regions of the object now */
 	boolean_t ready;          /* memory_object_ready (or change_attributes) arrived */
 	boolean_t dead;           /* destroyed, or its manager died */
+	/* Appended in 0.1 (issue 8); 0.x makes no ABI promise. */
+	uint64_t evictions;       /* pages evicted under the resident limit */
+	uint64_t evict_returns;   /* of which returned to the manager (dirty or precious) */
+};
+
+/* Kernel-wide figures (every object mapped or cached in this process). */
+struct mvm_vm_stats {
+	uint64_t resident;        /* pages resident now */
+	uint64_t resident_peak;   /* most pages resident at once since the limit was last set */
+	uint64_t resident_limit;  /* the limit in pages; 0: none */
+	uint64_t evictions;       /* pages evicted */
+	uint64_t evict_returns;   /* of which returned to their manager with data_return */
+	uint64_t evict_passes;    /* passes of the clock that chose pages */
+	uint64_t ref_clears;      /* reference bits cleared (page table entries zapped) */
 };
 
 /*
@@ -50,6 +64,21 @@ MVM_EXTERN kern_return_t mvm_vm_object_stats(memory_object_t memory_object,
 /* Pages asked for per data_request (1 by default, at most 64). */
 MVM_EXTERN kern_return_t mvm_vm_object_set_cluster(memory_object_t memory_object,
     unsigned pages);
+
+/*
+ * Limit the pages resident in this process's kernel to bytes (rounded up to pages;
+ * 0: no limit, the default; MACHVM_RESIDENT_LIMIT sets it when the kernel starts unless
+ * this was called first). Beyond it the kernel evicts pages (second chance); dirty and
+ * precious pages go back to their managers. Evicts down to the new limit before it
+ * returns.
+ */
+MVM_EXTERN kern_return_t mvm_vm_set_resident_limit(vm_size_t bytes);
+
+/* The resident limit in bytes (0: none). */
+MVM_EXTERN vm_size_t mvm_vm_get_resident_limit(void);
+
+/* Kernel-wide statistics (resident pages, eviction counters). */
+MVM_EXTERN kern_return_t mvm_vm_stats(struct mvm_vm_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,17 @@
  * control thread waits on vm.cond. Messages to managers are sent with MACH_SEND_ALWAYS
  * (never blocking; the IPC lock is a leaf), so they may be sent under vm.lock, which keeps
  * them in the order the kernel decided them.
+ *
+ * Eviction. With a resident limit (mvm_vm_set_resident_limit, MACHVM_RESIDENT_LIMIT) the
+ * kernel keeps the pages resident in all its objects near the limit with a clock (second
+ * chance). A page's reference bit (MVM_PG_REFERENCED) means "it has page table entries
+ * in some mapping, so it may have been used since the hand last passed": the kernel sets
+ * it whenever it maps the page (a fault, fault-around) and clears it by zapping the
+ * page's entries in every mapping (MADV_DONTNEED; the memfd keeps the data), so the next
+ * access is a MINOR fault that sets it again. A victim is zapped, read if it is dirty or
+ * precious (and returned with data_return, kernel_copy FALSE), then punched out of the
+ * memfd; busy pages, pages with parked faults or an unlock request, and pages of objects
+ * that are dead or not ready are never chosen.
  */
 #ifndef MVM_VM_VM_KERN_H
 #define MVM_VM_VM_KERN_H
@@ -43,6 +54,8 @@ enum mvm_page_state {
 #define MVM_PG_DIRTY    0x01
 #define MVM_PG_PRECIOUS 0x02
 #define MVM_PG_BUSY     0x04      /* an ioctl or memfd operation is under way */
+#define MVM_PG_REFERENCED 0x08    /* mapped since the clock last zapped it */
+#define MVM_PG_CLOCK    0x10      /* chosen by the eviction pass under way (also BUSY) */
 
 struct mvm_vpage {
 	uint8_t state;            /* (v) enum mvm_page_state */
@@ -111,6 +124,18 @@ struct mvm_vm {
 	mach_port_t notify;               /* (c) receives dead-name notifications */
 	struct mvm_vobject *objects;      /* (v) */
 	struct mvm_mapping *maps;         /* (v) */
+	/* Eviction (see the top of this file). */
+	size_t resident;                  /* (v) pages resident in all objects */
+	size_t resident_peak;             /* (v) most pages resident since the limit was set */
+	size_t resident_limit;            /* (v) in pages; 0: no limit */
+	bool limit_set;                   /* (v) set by a call: the environment is not read */
+	bool evicting;                    /* (v) a thread is evicting (one at a time) */
+	struct mvm_vobject *hand;         /* (v) the clock hand: object (NULL: the first) */
+	size_t hand_pg;                   /* (v) and page */
+	uint64_t evictions;               /* (v) pages evicted */
+	uint64_t evict_returns;           /* (v) of which returned with data_return */
+	uint64_t evict_passes;            /* (v) eviction passes */
+	uint64_t ref_clears;              /* (v) reference bits cleared (pages zapped) */
 	pthread_t fault_thread, control_thread;
 };
 

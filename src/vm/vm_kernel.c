@@ -4,7 +4,7 @@
  *
  * Contents: 1. start-up  2. objects and mappings  3. deferred page work  4. the fault
  *           path  5. manager-to-kernel calls  6. termination and death  7. vm_map and
- *           unmapping  8. statistics
+ *           unmapping  8. statistics  9. eviction under the resident limit
  *
  * See vm_kern.h for the model and the locking rule. The two kernel threads are the fault
  * thread (reads the userfaultfd) and the control thread (serves every control port and
@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -37,6 +38,7 @@ struct mvm_vm mvm_vm;
 #define PS ((size_t)mvm__page_size())
 #define DATA_RETURN_MAX 32      /* pages per data_return, as GNU's DATA_WRITE_MAX */
 #define CLUSTER_MAX 64
+#define EVICT_MARGIN CLUSTER_MAX /* a supply of more pages makes room before it lands */
 #ifndef UFFD_FEATURE_EXACT_ADDRESS
 #define UFFD_FEATURE_EXACT_ADDRESS (1 << 11)
 #endif
@@ -45,6 +47,8 @@ static const uint64_t needed_features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATUR
     UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_PAGEFAULT_FLAG_WP;
 
 static void *fault_thread_main(void *arg);
+static void evict_if_needed(size_t reserve);
+static bool parse_size(const char *s, size_t *bytes);
 
 /*
  * SIGBUS for a failed page. A thread cannot be sent a signal with a kernel si_code by
@@ -192,6 +196,14 @@ vm_start(void)
 	}
 	mvm_vm.started = true;
 	mvm_vm.start_error = KERN_SUCCESS;
+	/* The environment sets the limit once, unless the program already chose one. */
+	{
+		const char *env = getenv("MACHVM_RESIDENT_LIMIT");
+		size_t bytes;
+
+		if (!mvm_vm.limit_set && env != NULL && parse_size(env, &bytes))
+			mvm_vm.resident_limit = bytes / PS + (bytes % PS != 0);
+	}
 	return KERN_SUCCESS;
 }
 
@@ -265,6 +277,23 @@ obj_release(struct mvm_vobject *o)
 {
 	if (--o->users == 0 && o->doomed)
 		free_object(o);
+}
+
+/* n pages of o became resident, or stopped being resident. Under vm.lock. */
+static void
+resident_add(struct mvm_vobject *o, size_t n)
+{
+	o->st.resident += n;
+	mvm_vm.resident += n;
+	if (mvm_vm.resident > mvm_vm.resident_peak)
+		mvm_vm.resident_peak = mvm_vm.resident;
+}
+
+static void
+resident_sub(struct mvm_vobject *o, size_t n)
+{
+	o->st.resident -= n;
+	mvm_vm.resident -= n;
 }
 
 /* Make the object cover `size` bytes. Under vm.lock. */
@@ -499,7 +528,8 @@ dispatch(struct mvm_fault *f, struct work *w)
 	}
 	w->obj = o;
 	w->pg = pg;
-	p->flags |= MVM_PG_BUSY;
+	/* The page gets a page table entry: it is in use (the clock's reference bit). */
+	p->flags |= MVM_PG_BUSY | MVM_PG_REFERENCED;
 	if (f->flags & UFFD_PAGEFAULT_FLAG_WP) {
 		p->flags |= MVM_PG_DIRTY;
 		w->kind = W_UNPROTECT;
@@ -708,6 +738,10 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 		}
 		o->pages[first + k].flags |= MVM_PG_BUSY;
 	}
+	/* A supply larger than a fault's makes room first, so that even a manager pushing
+	 * pages unasked cannot take memory far beyond the limit. */
+	if (k > EVICT_MARGIN)
+		evict_if_needed(k);
 	/* The ranges stay valid: unmapping waits while pages are busy. */
 	nr = around_ranges(o, first, k, lock_value, rg);
 	mvm_lock_release(&mvm_vm.lock);
@@ -731,9 +765,11 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 		}
 		p->state = MVM_PAGE_RESIDENT;
 		p->flags = precious ? MVM_PG_PRECIOUS : 0;
+		if (nr > 0)
+			p->flags |= MVM_PG_REFERENCED; /* mapped by fault-around */
 		p->page_lock = (uint8_t)lock_value;
 		p->unlock_request = 0;
-		o->st.resident++;
+		resident_add(o, 1);
 	}
 	if (wr < 0) {
 		/* The memfd refused the data (no memory): the waiting faults fail. */
@@ -753,6 +789,8 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 		    err_off);
 	else if (MACH_PORT_VALID(reply))
 		(void)mach_port_deallocate(mach_task_self(), reply);
+	/* The waiting threads run already; the kernel makes room for the next pages. */
+	evict_if_needed(0);
 	obj_release(o);
 	mvm_lock_release(&mvm_vm.lock);
 	(void)vm_deallocate(mach_task_self(), data, count);
@@ -790,6 +828,7 @@ k_data_unavailable(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seq
 		mvm_lock_release(&mvm_vm.lock);
 		r = mvm__fallocate(o->memfd, 0, (off_t)(pg * PS), (off_t)PS);
 		mvm_lock_acquire(&mvm_vm.lock);
+		p = &o->pages[pg]; /* the array may have grown meanwhile */
 		p->flags &= ~MVM_PG_BUSY;
 		if (r != 0) {
 			p->state = MVM_PAGE_ABSENT;
@@ -800,11 +839,20 @@ k_data_unavailable(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seq
 		p->page_lock = VM_PROT_NONE;
 		p->unlock_request = 0;
 		o->st.unavailable++;
-		o->st.resident++;
+		resident_add(o, 1);
 		unpark(o, pg, &q);
+		if (mvm_vm.resident_limit != 0 &&
+		    mvm_vm.resident > mvm_vm.resident_limit + EVICT_MARGIN) {
+			/* A long run: map the waiting threads first (which marks their pages
+			 * used), then make room. */
+			pthread_cond_broadcast(&mvm_vm.cond);
+			run_faults(&q);
+			evict_if_needed(0);
+		}
 	}
 	pthread_cond_broadcast(&mvm_vm.cond);
 	run_faults(&q);
+	evict_if_needed(0);
 	obj_release(o);
 	mvm_lock_release(&mvm_vm.lock);
 	return KERN_SUCCESS;
@@ -1007,7 +1055,7 @@ k_lock_request(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, 
 				r->state = MVM_PAGE_ABSENT;
 				r->flags = 0;
 				r->page_lock = 0;
-				o->st.resident--;
+				resident_sub(o, 1);
 			} else if (newlock != VM_PROT_NO_CHANGE) {
 				r->page_lock = (uint8_t)newlock;
 			}
@@ -1247,6 +1295,11 @@ free_object(struct mvm_vobject *o)
 			*pp = o->next;
 			break;
 		}
+	if (mvm_vm.hand == o) {
+		mvm_vm.hand = o->next;
+		mvm_vm.hand_pg = 0;
+	}
+	resident_sub(o, o->st.resident);
 	while (o->faults != NULL) {
 		struct mvm_fault *f = o->faults;
 
@@ -1640,6 +1693,404 @@ mvm_vm_object_set_cluster(memory_object_t memory_object, unsigned pages)
 		return KERN_INVALID_NAME;
 	}
 	o->cluster = pages;
+	mvm_lock_release(&mvm_vm.lock);
+	return KERN_SUCCESS;
+}
+
+/* ---- 9. eviction under the resident limit ----------------------------------------------
+ *
+ * A clock over the pages of every object, in list order, with a second chance (see
+ * vm_kern.h for the reference bit). A pass chooses pages under the lock: a resident page
+ * that is not busy, has no parked fault and no unlock request, in an object that is ready
+ * and alive, either loses its reference bit (it is zapped, and survives) or, without one,
+ * becomes a victim. When the hand comes back to a page the same pass chose, every page
+ * has had its chance, and the first of those just cleared are taken (where a one-page
+ * clock would come round to them next). The chosen pages are BUSY, so faults on them
+ * park, lock requests and unmapping wait; their work runs with the lock dropped, in runs
+ * of consecutive pages:
+ *
+ *   zap (clear the reference bit)  madvise(DONTNEED) over each mapping of the run
+ *   clean, not precious            checked alive, fallocate(PUNCH_HOLE): unmaps and frees
+ *   dirty or precious              zapped (no writer is left), pread, checked alive,
+ *                                  data_return (dirty as it was, kernel_copy FALSE) sent
+ *                                  under the lock, then punched
+ *
+ * The data_return goes out before the page is absent, so any data_request for it comes
+ * after it (the manager sees them in that order). If the object died meanwhile, or a read
+ * fails, the pages stay resident: nothing is dropped that cannot be asked for again.
+ *
+ * Who evicts: the control thread after a data_supply or data_unavailable made pages
+ * resident (after the waiting threads are mapped, so no faulting thread waits for it),
+ * and mvm_vm_set_resident_limit's caller. One thread at a time; the resident count
+ * settles at 95% of the limit (the low water mark), so passes come in batches.
+ */
+
+#define EVICT_ZAP_MAX 512       /* reference bits one pass may clear */
+#define EVICT_PASS_MAX 512      /* pages one pass may evict */
+#define EVICT_RUN_MAX 512       /* pages per madvise or fallocate (returns: DATA_RETURN_MAX) */
+
+enum ev_kind {
+	EV_ZAP,                 /* clear the reference bit */
+	EV_DROP,                /* clean and not precious: punch */
+	EV_RETURN_CLEAN,        /* precious: data_return(dirty FALSE), punch */
+	EV_RETURN_DIRTY,        /* data_return(dirty TRUE), punch */
+};
+
+struct ev {
+	struct mvm_vobject *o;
+	size_t pg;
+	enum ev_kind kind;
+};
+
+/* Resident pages eviction stops at: 95% of the limit. */
+static size_t
+low_water(void)
+{
+	return mvm_vm.resident_limit - mvm_vm.resident_limit / 20;
+}
+
+/* Its pages may be evicted: its manager can be asked for them again. */
+static bool
+evictable(const struct mvm_vobject *o)
+{
+	return o->ready && !o->dead && !o->terminated && !o->doomed;
+}
+
+static bool
+has_parked(struct mvm_vobject *o, size_t pg)
+{
+	for (struct mvm_fault *f = o->faults; f != NULL; f = f->next) {
+		struct mvm_mapping *m = map_lookup(f->addr);
+
+		if (m == NULL || (m->offset + (f->addr - m->start)) / PS == pg)
+			return true;
+	}
+	return false;
+}
+
+static enum ev_kind
+victim_kind(const struct mvm_vpage *p)
+{
+	if (p->flags & MVM_PG_DIRTY)
+		return EV_RETURN_DIRTY;
+	return (p->flags & MVM_PG_PRECIOUS) ? EV_RETURN_CLEAN : EV_DROP;
+}
+
+/*
+ * Move the hand: choose up to need victims, clearing up to EVICT_ZAP_MAX reference bits
+ * on the way (force: take pages whatever their bit). The chosen pages become BUSY |
+ * CLOCK and hold their object. Under vm.lock; returns the entries, in hand order.
+ */
+static size_t
+clock_select(struct ev *ev, size_t need, bool force)
+{
+	struct mvm_vobject *o = mvm_vm.hand;
+	size_t pg = mvm_vm.hand_pg, steps = 0, total = 0, ne = 0, nv = 0, nz = 0;
+	bool around = false;
+
+	for (struct mvm_vobject *x = mvm_vm.objects; x != NULL; x = x->next)
+		total += x->npages + 1;
+	if (o == NULL) {
+		o = mvm_vm.objects;
+		pg = 0;
+	}
+	while (o != NULL && nv < need && nz < EVICT_ZAP_MAX) {
+		struct mvm_vpage *p;
+
+		if (steps >= total) {
+			around = true; /* a whole revolution */
+			break;
+		}
+		if (pg >= o->npages || !evictable(o)) {
+			steps += (pg < o->npages ? o->npages - pg : 0) + 1;
+			o = o->next != NULL ? o->next : mvm_vm.objects;
+			pg = 0;
+			continue;
+		}
+		steps++;
+		p = &o->pages[pg];
+		if (p->flags & MVM_PG_CLOCK) {
+			around = true; /* back at a page this pass chose */
+			break;
+		}
+		if (p->state == MVM_PAGE_RESIDENT && !(p->flags & MVM_PG_BUSY) &&
+		    p->unlock_request == 0 && !has_parked(o, pg)) {
+			enum ev_kind kind;
+
+			if ((p->flags & MVM_PG_REFERENCED) && !force) {
+				p->flags &= ~MVM_PG_REFERENCED;
+				kind = EV_ZAP;
+				nz++;
+			} else {
+				kind = victim_kind(p);
+				nv++;
+			}
+			p->flags |= MVM_PG_BUSY | MVM_PG_CLOCK;
+			obj_hold(o);
+			ev[ne].o = o;
+			ev[ne].pg = pg;
+			ev[ne].kind = kind;
+			ne++;
+		}
+		pg++;
+	}
+	if (around && nv < need) {
+		/* Every page had its chance: the oldest of those just cleared go. */
+		size_t last = SIZE_MAX;
+
+		for (size_t i = 0; i < ne && nv < need; i++)
+			if (ev[i].kind == EV_ZAP) {
+				ev[i].kind = victim_kind(&ev[i].o->pages[ev[i].pg]);
+				nv++;
+				last = i;
+			}
+		if (last != SIZE_MAX) {
+			o = ev[last].o;
+			pg = ev[last].pg + 1;
+		}
+	}
+	mvm_vm.hand = o;
+	mvm_vm.hand_pg = pg;
+	return ne;
+}
+
+/* The mapped ranges of pages [pg, pg + n) of o, in a new array (*rg; NULL if none or no
+ * memory: returns SIZE_MAX then). Under vm.lock. */
+static size_t
+mapped_ranges(struct mvm_vobject *o, size_t pg, size_t n, struct around **rg)
+{
+	vm_offset_t lo = pg * PS, hi = (pg + n) * PS;
+	size_t nr = 0, cap = 0;
+
+	*rg = NULL;
+	for (int pass = 0; pass < 2; pass++) {
+		for (struct mvm_mapping *m = mvm_vm.maps; m != NULL; m = m->next) {
+			vm_offset_t mlo = m->offset, mhi = m->offset + (m->end - m->start);
+			vm_offset_t a = lo > mlo ? lo : mlo, b = hi < mhi ? hi : mhi;
+
+			if (m->obj != o || a >= b)
+				continue;
+			if (pass == 0) {
+				cap++;
+			} else {
+				(*rg)[nr].a = m->start + (a - m->offset);
+				(*rg)[nr].len = b - a;
+				nr++;
+			}
+		}
+		if (pass == 0 && cap == 0)
+			return 0;
+		if (pass == 0 && (*rg = mvm__malloc(cap * sizeof(**rg))) == NULL)
+			return SIZE_MAX;
+	}
+	return nr;
+}
+
+/*
+ * The work of n entries of one kind on consecutive pages of one object (*bufp: the
+ * return buffer, allocated on first use). Called and returns with vm.lock held (dropped
+ * for the system calls); faults parked on the pages meanwhile go to q.
+ */
+static void
+evict_run(const struct ev *ev, size_t n, void **bufp, struct fault_queue *q)
+{
+	struct mvm_vobject *o = ev[0].o;
+	size_t pg = ev[0].pg, nr = 0;
+	enum ev_kind kind = ev[0].kind;
+	bool ret = kind == EV_RETURN_CLEAN || kind == EV_RETURN_DIRTY;
+	bool ok = true, punched = false;
+	struct around *rg = NULL;
+	int err = 0;
+
+	if (kind != EV_DROP && (nr = mapped_ranges(o, pg, n, &rg)) == SIZE_MAX)
+		ok = false;
+	if (ok && ret && *bufp == NULL &&
+	    (*bufp = mvm__vm_alloc_pages(DATA_RETURN_MAX * PS, &err)) == NULL)
+		ok = false;
+	if (ok && kind != EV_DROP) {
+		/* Zapped: the next access is a minor fault that sets the bit again; for a
+		 * victim, no thread writes any more, so what is read is final. */
+		mvm_lock_release(&mvm_vm.lock);
+		for (size_t i = 0; i < nr; i++)
+			(void)mvm__madvise((void *)rg[i].a, rg[i].len, MADV_DONTNEED);
+		if (ret && mvm__pread(o->memfd, *bufp, n * PS, (off_t)(pg * PS)) < 0)
+			ok = false;
+		mvm_lock_acquire(&mvm_vm.lock);
+	}
+	if (ok && kind != EV_ZAP) {
+		if (!evictable(o)) {
+			ok = false; /* destroyed or orphaned meanwhile: keep the pages */
+		} else {
+			if (ret) {
+				send_return(o, pg, n, kind == EV_RETURN_DIRTY, false, *bufp);
+				o->st.evict_returns += n;
+				mvm_vm.evict_returns += n;
+			}
+			mvm_lock_release(&mvm_vm.lock);
+			punched = mvm__fallocate(o->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    (off_t)(pg * PS), (off_t)(n * PS)) == 0;
+			mvm_lock_acquire(&mvm_vm.lock);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct mvm_vpage *p = &o->pages[pg + i];
+
+		p->flags &= ~(MVM_PG_BUSY | MVM_PG_CLOCK);
+		if (punched) {
+			p->state = MVM_PAGE_ABSENT;
+			p->flags = 0;
+			p->page_lock = 0;
+			p->unlock_request = 0;
+		} else if (kind == EV_ZAP && !ok) {
+			p->flags |= MVM_PG_REFERENCED; /* not zapped: may still be in use */
+		} else if (ok && ret) {
+			p->flags &= ~MVM_PG_DIRTY; /* returned, kept: the manager has it */
+		}
+		unpark(o, pg + i, q);
+	}
+	if (kind == EV_ZAP && ok)
+		mvm_vm.ref_clears += n;
+	if (punched) {
+		resident_sub(o, n);
+		o->st.evictions += n;
+		mvm_vm.evictions += n;
+	}
+	pthread_cond_broadcast(&mvm_vm.cond);
+	mvm__free(rg);
+	for (size_t i = 0; i < n; i++)
+		obj_release(o); /* the last may free it */
+}
+
+/* One pass of the clock; returns the pages it chose (0: nothing could be done). */
+static size_t
+evict_pass(size_t need, bool force)
+{
+	struct fault_queue q = { NULL, NULL };
+	struct ev *ev;
+	void *buf = NULL;
+	size_t ne;
+
+	if (need > EVICT_PASS_MAX)
+		need = EVICT_PASS_MAX;
+	if ((ev = mvm__malloc((need + EVICT_ZAP_MAX) * sizeof(*ev))) == NULL)
+		return 0;
+	if ((ne = clock_select(ev, need, force)) > 0)
+		mvm_vm.evict_passes++;
+	for (size_t i = 0; i < ne;) {
+		bool ret = ev[i].kind == EV_RETURN_CLEAN || ev[i].kind == EV_RETURN_DIRTY;
+		size_t n = 1, max = ret ? DATA_RETURN_MAX : EVICT_RUN_MAX;
+
+		while (i + n < ne && n < max && ev[i + n].o == ev[i].o &&
+		    ev[i + n].pg == ev[i].pg + n && ev[i + n].kind == ev[i].kind)
+			n++;
+		evict_run(&ev[i], n, &buf, &q);
+		i += n;
+	}
+	run_faults(&q);
+	if (buf != NULL)
+		mvm__vm_free_pages(buf, DATA_RETURN_MAX * PS);
+	mvm__free(ev);
+	return ne;
+}
+
+/*
+ * Over the limit with reserve pages about to become resident: evict down to the low
+ * water mark. Under vm.lock (dropped meanwhile). A thread finding another one evicting
+ * leaves the work to it (that one looks at the count again after every pass).
+ */
+static void
+evict_if_needed(size_t reserve)
+{
+	unsigned passes = 0, force_after;
+
+	if (mvm_vm.resident_limit == 0 || mvm_vm.evicting ||
+	    mvm_vm.resident + reserve <= mvm_vm.resident_limit)
+		return;
+	mvm_vm.evicting = true;
+	/* Two revolutions of the clock without reaching the mark: threads keep using the
+	 * pages faster than the hand clears them; take them regardless. */
+	force_after = 2 * (unsigned)(mvm_vm.resident / EVICT_ZAP_MAX + 2);
+	while (mvm_vm.resident_limit != 0 && passes < 2 * force_after) {
+		size_t lw = low_water(), keep = lw > reserve ? lw - reserve : 0;
+
+		if (mvm_vm.resident <= keep)
+			break;
+		if (evict_pass(mvm_vm.resident - keep, passes >= force_after) == 0)
+			break; /* nothing can go now (all busy or in use by faults) */
+		passes++;
+	}
+	mvm_vm.evicting = false;
+	pthread_cond_broadcast(&mvm_vm.cond);
+}
+
+/* Bytes with an optional K, M or G suffix (powers of 1024). */
+static bool
+parse_size(const char *s, size_t *bytes)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	if (s[0] < '0' || s[0] > '9')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return false;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: break;
+	}
+	if (*end != '\0' || (shift != 0 && v > (SIZE_MAX >> shift)))
+		return false;
+	*bytes = (size_t)v << shift;
+	return true;
+}
+
+kern_return_t
+mvm_vm_set_resident_limit(vm_size_t bytes)
+{
+	pthread_once(&vm_once, vm_init_once);
+	mvm_lock_acquire(&mvm_vm.lock);
+	mvm_vm.limit_set = true;
+	mvm_vm.resident_limit = bytes / PS + (bytes % PS != 0);
+	mvm_vm.resident_peak = mvm_vm.resident;
+	/* Down to the new limit now, in this thread: after the one at work, if any. */
+	while (mvm_vm.evicting)
+		pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+	evict_if_needed(0);
+	mvm_lock_release(&mvm_vm.lock);
+	return KERN_SUCCESS;
+}
+
+vm_size_t
+mvm_vm_get_resident_limit(void)
+{
+	vm_size_t bytes;
+
+	pthread_once(&vm_once, vm_init_once);
+	mvm_lock_acquire(&mvm_vm.lock);
+	bytes = (vm_size_t)mvm_vm.resident_limit * PS;
+	mvm_lock_release(&mvm_vm.lock);
+	return bytes;
+}
+
+kern_return_t
+mvm_vm_stats(struct mvm_vm_stats *st)
+{
+	if (st == NULL)
+		return KERN_INVALID_ARGUMENT;
+	pthread_once(&vm_once, vm_init_once);
+	mvm_lock_acquire(&mvm_vm.lock);
+	st->resident = mvm_vm.resident;
+	st->resident_peak = mvm_vm.resident_peak;
+	st->resident_limit = mvm_vm.resident_limit;
+	st->evictions = mvm_vm.evictions;
+	st->evict_returns = mvm_vm.evict_returns;
+	st->evict_passes = mvm_vm.evict_passes;
+	st->ref_clears = mvm_vm.ref_clears;
 	mvm_lock_release(&mvm_vm.lock);
 	return KERN_SUCCESS;
 }
