@@ -793,7 +793,7 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 	evict_if_needed(0);
 	obj_release(o);
 	mvm_lock_release(&mvm_vm.lock);
-	(void)vm_deallocate(mach_task_self(), data, count);
+	mvm__vm_recycle(data, count); /* the manager's data, received: ours to reuse */
 	return KERN_SUCCESS;
 }
 
