@@ -61,14 +61,22 @@ MVM_EXTERN kern_return_t mach_port_names(ipc_space_t task, mach_port_array_t *na
 MVM_EXTERN kern_return_t mach_port_type(ipc_space_t task, mach_port_t name,
     mach_port_type_t *ptype);
 
+/*
+ * The host port (mach_host_self(3)). machvm's processes are privileged: both calls name
+ * the one host port of this process's kernel, on which vm_set_default_memory_manager is
+ * served. MACH_PORT_NULL when the kernel cannot run here (see mvm_vm_available).
+ */
+MVM_EXTERN mach_port_t mach_host_self(void);
+MVM_EXTERN mach_port_t mach_host_priv_self(void);
+
 /* Anonymous virtual memory (also what out-of-line data arrives in). */
 MVM_EXTERN kern_return_t vm_allocate(vm_map_t task, vm_address_t *address, vm_size_t size,
     boolean_t anywhere);
 MVM_EXTERN kern_return_t vm_deallocate(vm_map_t task, vm_address_t address, vm_size_t size);
 
 /*
- * Map a memory object (vm_map(3)); vm_deallocate() unmaps. copy = TRUE is not supported
- * yet (KERN_INVALID_ARGUMENT).
+ * Map a memory object (vm_map(3)); vm_deallocate() unmaps. copy = TRUE maps a copy made
+ * by the object's copy strategy (waits for the object to be ready).
  */
 MVM_EXTERN kern_return_t vm_map(vm_map_t target_task, vm_address_t *address, vm_size_t size,
     vm_address_t mask, boolean_t anywhere, memory_object_t memory_object, vm_offset_t offset,

@@ -56,6 +56,10 @@ enum mvm_page_state {
 #define MVM_PG_BUSY     0x04      /* an ioctl or memfd operation is under way */
 #define MVM_PG_REFERENCED 0x08    /* mapped since the clock last zapped it */
 #define MVM_PG_CLOCK    0x10      /* chosen by the eviction pass under way (also BUSY) */
+#define MVM_PG_PAGED    0x20      /* internal object: the default manager holds this page
+				   * (kept while the page is absent) */
+#define MVM_PG_SHADOW   0x40      /* absent; data_unavailable on a COPY_CALL copy: its
+				   * contents are the shadow's page */
 
 struct mvm_vpage {
 	uint8_t state;            /* (v) enum mvm_page_state */
@@ -98,6 +102,15 @@ struct mvm_vobject {
 	bool doomed;                      /* (v) to be freed when the last user leaves */
 	struct mvm_fault *faults;         /* (v) unresolved faults on this object */
 	struct mvm_vm_object_stats st;    /* (v) */
+	/* Copies (see "copy strategies" at the top of vm_kernel.c). */
+	bool internal;                    /* (v) made by the kernel (a copy or temporary
+					   * object): no manager of its own until the default
+					   * manager takes it on (pager valid then) */
+	struct mvm_vobject *shadow;       /* (v) where absent pages come from, or NULL */
+	vm_offset_t shadow_off;           /* (v) offset of page 0 in the shadow */
+	bool cow;                         /* (v) a COPY_DELAY copy: the shadow pushes pages
+					   * into it before changing them */
+	unsigned shadow_refs;             /* (v) copies whose shadow this object is */
 };
 
 /* ---- 4. mappings ------------------------------------------------------------------------ */
@@ -136,6 +149,10 @@ struct mvm_vm {
 	uint64_t evict_returns;           /* (v) of which returned with data_return */
 	uint64_t evict_passes;            /* (v) eviction passes */
 	uint64_t ref_clears;              /* (v) reference bits cleared (pages zapped) */
+	/* The default memory manager (vm_set_default_memory_manager). */
+	mach_port_t host_priv;            /* (c) receive right, member of ctl_set */
+	mach_port_t dmm;                  /* (v) send right to the default manager, or NULL */
+	uint64_t dmm_creates;             /* (v) memory_object_create sent */
 	pthread_t fault_thread, control_thread;
 };
 

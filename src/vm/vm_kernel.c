@@ -48,6 +48,12 @@ static const uint64_t needed_features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATUR
 
 static void *fault_thread_main(void *arg);
 static void evict_if_needed(size_t reserve);
+static bool dmm_dead(mach_port_t name);
+static kern_return_t make_copy(struct mvm_vobject *x, vm_offset_t offset, size_t len,
+    struct mvm_vobject **cp);
+struct around;
+static size_t mapped_ranges(struct mvm_vobject *o, size_t pg, size_t n, struct around **rg);
+static bool dmm_page_out(struct mvm_vobject *o, size_t pg, size_t n, const void *buf);
 static bool parse_size(const char *s, size_t *bytes);
 
 /*
@@ -182,12 +188,14 @@ vm_start(void)
 	mvm_vm.features = api.features;
 	if ((kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_PORT_SET, &mvm_vm.ctl_set)) ||
 	    (kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &mvm_vm.notify)) ||
-	    (kr = mach_port_move_member(mach_task_self(), mvm_vm.notify, mvm_vm.ctl_set))) {
+	    (kr = mach_port_move_member(mach_task_self(), mvm_vm.notify, mvm_vm.ctl_set)) ||
+	    (kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &mvm_vm.host_priv)) ||
+	    (kr = mach_port_move_member(mach_task_self(), mvm_vm.host_priv, mvm_vm.ctl_set))) {
 		snprintf(mvm_vm.why, sizeof(mvm_vm.why), "cannot allocate the kernel's ports (%s)",
 		    mvm_errname(kr));
 		return KERN_RESOURCE_SHORTAGE;
 	}
-	mvm__ipc_reserve(2, 1, 1); /* the control set and the notify port */
+	mvm__ipc_reserve(3, 2, 1); /* the control set, the notify port, the host port */
 	install_sigbus();
 	if (pthread_create(&mvm_vm.fault_thread, NULL, fault_thread_main, NULL) != 0 ||
 	    pthread_create(&mvm_vm.control_thread, NULL, control_thread_main, NULL) != 0) {
@@ -239,6 +247,8 @@ mvm__vm_alive(uint64_t *objects, uint64_t *mappings)
 static struct mvm_vobject *
 obj_by_pager(mach_port_t pager)
 {
+	if (!MACH_PORT_VALID(pager))
+		return NULL; /* internal objects without a manager have no port */
 	for (struct mvm_vobject *o = mvm_vm.objects; o != NULL; o = o->next)
 		if (o->pager == pager)
 			return o;
@@ -261,6 +271,28 @@ map_lookup(uintptr_t addr)
 		if (addr >= m->start && addr < m->end)
 			return m;
 	return NULL;
+}
+
+/*
+ * The page of o a fault waits for: its page in the mapping's object, or, for a fault
+ * parked on the shadow of that object (a copy waiting for the original's page), the
+ * shadow's page. SIZE_MAX when the fault's mapping is gone or is not of o.
+ */
+static size_t
+fault_pg(struct mvm_vobject *o, const struct mvm_fault *f, struct mvm_mapping **mp)
+{
+	struct mvm_mapping *m = map_lookup(f->addr);
+	struct mvm_vobject *x;
+	size_t pg;
+
+	if (mp != NULL)
+		*mp = m;
+	if (m == NULL)
+		return SIZE_MAX;
+	pg = (m->offset + (f->addr - m->start)) / PS;
+	for (x = m->obj; x != NULL && x != o; x = x->shadow)
+		pg += x->shadow_off / PS;
+	return x == o ? pg : SIZE_MAX;
 }
 
 static void free_object(struct mvm_vobject *o);
@@ -330,6 +362,10 @@ enum work_kind {
 	W_UNPROTECT,      /* lift write protection at addr (wakes the writer) */
 	W_WAKE,           /* let the thread fault again */
 	W_SIGBUS,         /* the fault fails: SIGBUS to the thread */
+	/* Page work run_faults() does itself (the fault is dispatched again after it). */
+	W_PUSH,           /* push the page into the copies that still share it */
+	W_COPYUP,         /* copy the shadow's page into the copy */
+	W_ZERO,           /* a zero page of an internal object */
 };
 
 struct work {
@@ -341,6 +377,9 @@ struct work {
 	pid_t tid;
 	struct mvm_vobject *obj;  /* page to un-busy afterwards, or NULL */
 	size_t pg;
+	struct mvm_fault *again;  /* W_PUSH, W_COPYUP, W_ZERO: the fault, dispatched again */
+	struct mvm_vobject *pobj; /* and the page they work on */
+	size_t ppg;
 };
 
 struct fault_queue {
@@ -379,8 +418,8 @@ unpark(struct mvm_vobject *o, size_t pg, struct fault_queue *q)
 
 	while (*pp != NULL) {
 		struct mvm_fault *f = *pp;
-		struct mvm_mapping *m = map_lookup(f->addr);
-		size_t fpg = m != NULL ? (m->offset + (f->addr - m->start)) / PS : SIZE_MAX;
+		struct mvm_mapping *m;
+		size_t fpg = fault_pg(o, f, &m);
 
 		if (pg == SIZE_MAX || fpg == pg || m == NULL) {
 			*pp = f->next;
@@ -456,13 +495,69 @@ do_work(const struct work *w)
 			    (void *)&mvm_sigbus_tag);
 		uffd_range(UFFDIO_WAKE, w->addr, PS, 0);
 		break;
-	case W_NONE:
+	default:
 		break;
 	}
 }
 
 static void send_request(struct mvm_vobject *o, size_t pg, bool write);
+static bool needs_push(struct mvm_vobject *o, size_t pg);
+static bool push_page(struct mvm_vobject *o, size_t pg, struct fault_queue *q);
+static bool copy_up(struct mvm_vobject *c, size_t pg, struct fault_queue *q);
+static bool zero_fill(struct mvm_vobject *o, size_t pg, struct fault_queue *q);
 static void fail_faults(struct mvm_vobject *o, size_t first, size_t last, struct fault_queue *q);
+
+/*
+ * A fault on an absent page the kernel fills itself: a page of an internal object that
+ * the default manager does not hold, or a COPY_CALL copy's page its manager declared
+ * unavailable. Without a shadow it is a zero page; otherwise the shadow's page is copied
+ * (asked for first if the shadow lacks it: the fault then waits on the shadow's page).
+ */
+static void
+dispatch_local(struct mvm_vobject *o, size_t pg, struct mvm_fault *f, struct work *w)
+{
+	struct mvm_vobject *s = o->shadow;
+	struct mvm_vpage *sp;
+	size_t spg;
+
+	w->again = f;
+	w->pobj = o;
+	w->ppg = pg;
+	if (s == NULL) {
+		w->kind = W_ZERO;
+		return;
+	}
+	spg = pg + o->shadow_off / PS;
+	if (spg >= s->npages || (s->dead && s->pages[spg].state != MVM_PAGE_RESIDENT)) {
+		/* The original is gone: never a zero page in its place. */
+		w->kind = W_SIGBUS;
+		w->again = NULL;
+		mvm__free(f);
+		return;
+	}
+	sp = &s->pages[spg];
+	if (!s->ready || (sp->flags & MVM_PG_BUSY)) {
+		park(s, f);
+	} else if (sp->state == MVM_PAGE_ABSENT) {
+		send_request(s, spg, false);
+		park(s, f);
+	} else if (sp->state == MVM_PAGE_REQUESTED) {
+		park(s, f);
+	} else if (sp->page_lock & VM_PROT_READ) {
+		if (!(sp->unlock_request & VM_PROT_READ)) {
+			sp->unlock_request |= VM_PROT_READ;
+			s->st.data_unlocks++;
+			(void)mvm_mo_send_data_unlock(s->pager, s->control, spg * PS, PS,
+			    sp->unlock_request);
+		}
+		park(s, f);
+	} else {
+		w->kind = W_COPYUP;
+		return;
+	}
+	w->kind = W_NONE;
+	w->again = NULL;
+}
 
 /*
  * Decide what to do with a fault. Under vm.lock. Either parks it (it waits for the
@@ -508,6 +603,10 @@ dispatch(struct mvm_fault *f, struct work *w)
 	}
 	switch (p->state) {
 	case MVM_PAGE_ABSENT:
+		if ((o->internal && !(p->flags & MVM_PG_PAGED)) || (p->flags & MVM_PG_SHADOW)) {
+			dispatch_local(o, pg, f, w);
+			return;
+		}
 		send_request(o, pg, write);
 		park(o, f);
 		return;
@@ -526,6 +625,14 @@ dispatch(struct mvm_fault *f, struct work *w)
 		park(o, f);
 		return;
 	}
+	if ((write || (f->flags & UFFD_PAGEFAULT_FLAG_WP)) && needs_push(o, pg)) {
+		/* A COPY_DELAY copy still shares the page: it gets the page first. */
+		w->kind = W_PUSH;
+		w->again = f;
+		w->pobj = o;
+		w->ppg = pg;
+		return;
+	}
 	w->obj = o;
 	w->pg = pg;
 	/* The page gets a page table entry: it is in use (the clock's reference bit). */
@@ -537,7 +644,8 @@ dispatch(struct mvm_fault *f, struct work *w)
 		if (write)
 			p->flags |= MVM_PG_DIRTY;
 		w->kind = W_CONTINUE;
-		w->wp = !(p->flags & MVM_PG_DIRTY) || (p->page_lock & VM_PROT_WRITE);
+		w->wp = !(p->flags & MVM_PG_DIRTY) || (p->page_lock & VM_PROT_WRITE) ||
+		    needs_push(o, pg);
 	}
 	mvm__free(f);
 }
@@ -557,6 +665,24 @@ run_faults(struct fault_queue *q)
 		dispatch(f, &w);
 		if (w.kind == W_NONE)
 			continue;
+		if (w.kind == W_PUSH || w.kind == W_COPYUP || w.kind == W_ZERO) {
+			bool ok;
+
+			if (w.kind == W_PUSH)
+				ok = push_page(w.pobj, w.ppg, q);
+			else if (w.kind == W_COPYUP)
+				ok = copy_up(w.pobj, w.ppg, q);
+			else
+				ok = zero_fill(w.pobj, w.ppg, q);
+			if (!ok) {
+				/* No memory for the page: the access fails, visibly. */
+				w.again->fail = true;
+				(void)mvm__sigqueue_thread(w.again->tid, SIGBUS,
+				    (void *)w.again->exact, (void *)&mvm_sigbus_tag);
+			}
+			fq_push(q, w.again);
+			continue;
+		}
 		mvm_lock_release(&mvm_vm.lock);
 		do_work(&w);
 		mvm_lock_acquire(&mvm_vm.lock);
@@ -639,6 +765,8 @@ fault_thread_main(void *arg)
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
 			handle_fault_msg(&msgs[i], &q);
 		run_faults(&q);
+		/* Pages the kernel made itself (zero pages, copies) count against the limit. */
+		evict_if_needed(0);
 		mvm_lock_release(&mvm_vm.lock);
 	}
 	return NULL;
@@ -669,8 +797,7 @@ around_ranges(struct mvm_vobject *o, size_t first, size_t k, vm_prot_t lock_valu
 	if (k < 2 || (lock_value & VM_PROT_READ) || (parked = mvm__calloc(k, 1)) == NULL)
 		return 0;
 	for (struct mvm_fault *f = o->faults; f != NULL; f = f->next) {
-		struct mvm_mapping *m = map_lookup(f->addr);
-		size_t pg = m != NULL ? (m->offset + (f->addr - m->start)) / PS : SIZE_MAX;
+		size_t pg = fault_pg(o, f, NULL);
 
 		if (pg >= first && pg < first + k)
 			parked[pg - first] = 1;
@@ -764,7 +891,7 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 			continue;
 		}
 		p->state = MVM_PAGE_RESIDENT;
-		p->flags = precious ? MVM_PG_PRECIOUS : 0;
+		p->flags = (p->flags & MVM_PG_PAGED) | (precious ? MVM_PG_PRECIOUS : 0);
 		if (nr > 0)
 			p->flags |= MVM_PG_REFERENCED; /* mapped by fault-around */
 		p->page_lock = (uint8_t)lock_value;
@@ -824,6 +951,15 @@ k_data_unavailable(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seq
 		/* Only requested pages: others are not affected (Mach's rule). */
 		if (p->state != MVM_PAGE_REQUESTED || (p->flags & MVM_PG_BUSY))
 			continue;
+		if (o->shadow != NULL) {
+			/* A COPY_CALL copy: "unavailable" means the original's page. The
+			 * faults look again and copy it. */
+			p->state = MVM_PAGE_ABSENT;
+			p->flags |= MVM_PG_SHADOW;
+			o->st.unavailable++;
+			unpark(o, pg, &q);
+			continue;
+		}
 		p->flags |= MVM_PG_BUSY;
 		mvm_lock_release(&mvm_vm.lock);
 		r = mvm__fallocate(o->memfd, 0, (off_t)(pg * PS), (off_t)PS);
@@ -835,7 +971,7 @@ k_data_unavailable(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seq
 			continue;
 		}
 		p->state = MVM_PAGE_RESIDENT;
-		p->flags = 0;
+		p->flags &= MVM_PG_PAGED;
 		p->page_lock = VM_PROT_NONE;
 		p->unlock_request = 0;
 		o->st.unavailable++;
@@ -910,6 +1046,7 @@ k_data_error(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, vm
 		o->st.errors++;
 		fail_faults(o, pg, pg + 1, &q);
 	}
+	pthread_cond_broadcast(&mvm_vm.cond); /* a COPY_NONE copy may wait for these */
 	run_faults(&q);
 	mvm_lock_release(&mvm_vm.lock);
 	return KERN_SUCCESS;
@@ -975,6 +1112,19 @@ k_lock_request(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, 
 		if (p->state != MVM_PAGE_RESIDENT) {
 			pg++; /* absent or requested: counts as done */
 			continue;
+		}
+		if (should_flush && needs_push(o, pg)) {
+			/* The page leaves: copies that share it keep it (then look again). If
+			 * that fails (no memory), the flush goes on: the copies' pages will
+			 * come from the manager again. */
+			if (push_page(o, pg, &q))
+				continue;
+			p = &o->pages[pg];
+			wait_not_busy(o, pg);
+			if (p->state != MVM_PAGE_RESIDENT) {
+				pg++;
+				continue;
+			}
 		}
 		if (should_return != MEMORY_OBJECT_RETURN_NONE) {
 			if (p->flags & MVM_PG_DIRTY)
@@ -1053,7 +1203,7 @@ k_lock_request(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, 
 				r->flags &= ~MVM_PG_DIRTY;
 			if (punch) {
 				r->state = MVM_PAGE_ABSENT;
-				r->flags = 0;
+				r->flags &= MVM_PG_PAGED; /* the default manager keeps it */
 				r->page_lock = 0;
 				resident_sub(o, 1);
 			} else if (newlock != VM_PROT_NO_CHANGE) {
@@ -1103,6 +1253,7 @@ set_attributes(memory_object_control_t ctl, boolean_t may_cache,
 	o->may_cache = may_cache != FALSE;
 	o->copy_strategy = strategy;
 	unpark(o, SIZE_MAX, &q);
+	pthread_cond_broadcast(&mvm_vm.cond); /* vm_map(copy) waits for ready */
 	run_faults(&q);
 	*op = o;
 	return KERN_SUCCESS;
@@ -1140,7 +1291,7 @@ k_change_attributes(void *ctx, memory_object_control_t ctl, mach_port_seqno_t se
 	}
 	/* An unmapped object kept only for caching goes now: terminate first, so the
 	 * manager sees it before change_completed (GNU's order). */
-	if (!o->may_cache && o->mappings == 0) {
+	if (!o->may_cache && o->mappings == 0 && o->shadow_refs == 0) {
 		terminate_object(o, true);
 		free_object(o);
 	}
@@ -1180,6 +1331,7 @@ object_dies(struct mvm_vobject *o, struct fault_queue *q)
 		if (o->pages[pg].state == MVM_PAGE_REQUESTED)
 			o->pages[pg].state = MVM_PAGE_ABSENT;
 	fail_faults(o, 0, SIZE_MAX, q);
+	pthread_cond_broadcast(&mvm_vm.cond); /* vm_map(copy) may wait for it */
 }
 
 static kern_return_t
@@ -1204,11 +1356,14 @@ k_destroy(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, kern_
 	obj_hold(o);
 	run_faults(&q);
 	obj_release(o);
-	if (o->mappings == 0)
+	if (o->mappings == 0 && o->shadow_refs == 0)
 		free_object(o);
 	mvm_lock_release(&mvm_vm.lock);
 	return KERN_SUCCESS;
 }
+
+static kern_return_t k_set_default(void *ctx, host_priv_t host, mach_port_seqno_t seqno,
+    mach_port_make_send_t *dm);
 
 static const struct mvm_memory_object_control_ops kernel_ops = {
 	.version = MVM_MEMORY_OBJECT_OPS_VERSION,
@@ -1220,6 +1375,7 @@ static const struct mvm_memory_object_control_ops kernel_ops = {
 	.data_supply = k_data_supply,
 	.ready = k_ready,
 	.change_attributes = k_change_attributes,
+	.set_default_memory_manager = k_set_default,
 };
 
 /* ---- 6. termination and death ------------------------------------------------------------ */
@@ -1237,6 +1393,15 @@ terminate_object(struct mvm_vobject *o, bool return_pages)
 
 	if (o->terminated)
 		return;
+	/* Temporary memory is never returned: the kernel's own objects (whose default
+	 * manager only pages them) and COPY_TEMPORARY objects. */
+	if (o->internal || o->copy_strategy == MEMORY_OBJECT_COPY_TEMPORARY)
+		return_pages = false;
+	if (!MACH_PORT_VALID(o->pager) && o->internal) {
+		/* No manager ever took it on: no ports. */
+		o->terminated = true;
+		return;
+	}
 	if (return_pages && !o->dead && (buf = mvm__vm_alloc_pages(DATA_RETURN_MAX * PS, &err)) != NULL) {
 		for (size_t pg = 0; pg < o->npages;) {
 			struct mvm_vpage *p = &o->pages[pg];
@@ -1281,10 +1446,12 @@ terminate_object(struct mvm_vobject *o, bool return_pages)
 	o->name_port = MACH_PORT_NULL;
 }
 
+static void shadow_release(struct mvm_vobject *s);
+
 static void
 free_object(struct mvm_vobject *o)
 {
-	struct mvm_vobject **pp;
+	struct mvm_vobject **pp, *shadow = o->shadow;
 
 	if (o->users > 0) {
 		o->doomed = true; /* the last user frees it */
@@ -1309,6 +1476,8 @@ free_object(struct mvm_vobject *o)
 	mvm__close(o->memfd);
 	mvm__free(o->pages);
 	mvm__free(o);
+	if (shadow != NULL)
+		shadow_release(shadow);
 }
 
 /*
@@ -1323,7 +1492,11 @@ dead_name(mach_port_t name, bool deleted)
 	struct fault_queue q = { NULL, NULL };
 
 	mvm_lock_acquire(&mvm_vm.lock);
-	if ((o = obj_by_pager(name)) != NULL && !o->dead) {
+	if (dmm_dead(name)) {
+		/* The default manager is gone: our send right (now a dead name) too. */
+		if (!deleted)
+			(void)mach_port_deallocate(mach_task_self(), name);
+	} else if ((o = obj_by_pager(name)) != NULL && !o->dead) {
 		if (deleted)
 			o->pager = MACH_PORT_NULL; /* nothing of ours left to deallocate */
 		object_dies(o, &q);
@@ -1331,7 +1504,7 @@ dead_name(mach_port_t name, bool deleted)
 		obj_hold(o);
 		run_faults(&q);
 		obj_release(o);
-		if (o->mappings == 0)
+		if (o->mappings == 0 && o->shadow_refs == 0)
 			free_object(o);
 	}
 	mvm_lock_release(&mvm_vm.lock);
@@ -1454,8 +1627,6 @@ vm_map(vm_map_t task, vm_address_t *address, vm_size_t size, vm_address_t mask,
 	    (cur_protection & ~max_protection) || inheritance < VM_INHERIT_SHARE ||
 	    inheritance > VM_INHERIT_NONE || offset + size < offset)
 		return KERN_INVALID_ARGUMENT;
-	if (copy)
-		return KERN_INVALID_ARGUMENT; /* copy strategies come with a later issue */
 	if (memory_object == MACH_PORT_NULL) {
 		vm_address_t base = 0, start;
 		vm_size_t alen = MVM_ROUND_PAGE(size), slack = (vm_size_t)mask + 1;
@@ -1495,6 +1666,26 @@ vm_map(vm_map_t task, vm_address_t *address, vm_size_t size, vm_address_t mask,
 	}
 	if ((kr = obj_grow(o, offset + len)) != KERN_SUCCESS)
 		goto fail_obj;
+	if (copy) {
+		/* A copy: the strategy is known once the object is ready (GNU Mach waits
+		 * for ready here too). The copy is what gets mapped. */
+		struct mvm_vobject *x = o, *c = NULL;
+
+		obj_hold(x);
+		while (!x->ready && !x->dead)
+			pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+		kr = x->dead ? KERN_MEMORY_FAILURE : make_copy(x, offset, len, &c);
+		if (kr != KERN_SUCCESS && x->mappings == 0 && x->shadow_refs == 0 &&
+		    (!x->may_cache || x->dead)) {
+			terminate_object(x, true);
+			free_object(x); /* when we let it go */
+		}
+		obj_release(x);
+		if (kr != KERN_SUCCESS)
+			goto fail;
+		o = c;
+		offset = 0;
+	}
 	/* Place the mapping: anywhere (aligned to mask), or exactly at *address. */
 	if (anywhere) {
 		size_t slack = mask != 0 ? mask + 1 : 0;
@@ -1560,7 +1751,7 @@ vm_map(vm_map_t task, vm_address_t *address, vm_size_t size, vm_address_t mask,
 	return KERN_SUCCESS;
 
 fail_obj:
-	if (o->mappings == 0 && !o->may_cache) {
+	if (o->mappings == 0 && o->shadow_refs == 0 && (!o->may_cache || o->internal)) {
 		terminate_object(o, false);
 		free_object(o);
 	}
@@ -1628,7 +1819,8 @@ mvm__vm_unmap_objects(uintptr_t start, uintptr_t end)
 		if (s == m->start && e == m->end) {
 			*pp = m->next;
 			mvm__free(m);
-			if (--o->mappings == 0 && (!o->may_cache || o->dead)) {
+			if (--o->mappings == 0 && o->shadow_refs == 0 &&
+			    (!o->may_cache || o->dead)) {
 				struct fault_queue q = { NULL, NULL };
 				struct mvm_fault *f;
 
@@ -1753,19 +1945,31 @@ low_water(void)
 static bool
 evictable(const struct mvm_vobject *o)
 {
-	return o->ready && !o->dead && !o->terminated && !o->doomed;
+	/* An internal object's pages need the default manager (taken on at the first
+	 * page that must go back to it). */
+	return o->ready && !o->dead && !o->terminated && !o->doomed &&
+	    (!o->internal || MACH_PORT_VALID(o->pager) || MACH_PORT_VALID(mvm_vm.dmm));
 }
 
 static bool
 has_parked(struct mvm_vobject *o, size_t pg)
 {
 	for (struct mvm_fault *f = o->faults; f != NULL; f = f->next) {
-		struct mvm_mapping *m = map_lookup(f->addr);
+		struct mvm_mapping *m;
+		size_t fpg = fault_pg(o, f, &m);
 
-		if (m == NULL || (m->offset + (f->addr - m->start)) / PS == pg)
+		if (m == NULL || fpg == pg)
 			return true;
 	}
 	return false;
+}
+
+/* COPY_TEMPORARY: its manager never sees the kernel's changes, so dirty and precious
+ * pages cannot be evicted (they have nowhere to go); clean ones are dropped. */
+static bool
+no_return(const struct mvm_vobject *o)
+{
+	return !o->internal && o->copy_strategy == MEMORY_OBJECT_COPY_TEMPORARY;
 }
 
 static enum ev_kind
@@ -1814,7 +2018,8 @@ clock_select(struct ev *ev, size_t need, bool force)
 			break;
 		}
 		if (p->state == MVM_PAGE_RESIDENT && !(p->flags & MVM_PG_BUSY) &&
-		    p->unlock_request == 0 && !has_parked(o, pg)) {
+		    p->unlock_request == 0 && !has_parked(o, pg) &&
+		    !(no_return(o) && victim_kind(p) != EV_DROP)) {
 			enum ev_kind kind;
 
 			if ((p->flags & MVM_PG_REFERENCED) && !force) {
@@ -1921,11 +2126,19 @@ evict_run(const struct ev *ev, size_t n, void **bufp, struct fault_queue *q)
 		if (!evictable(o)) {
 			ok = false; /* destroyed or orphaned meanwhile: keep the pages */
 		} else {
-			if (ret) {
+			if (ret && o->internal) {
+				ok = dmm_page_out(o, pg, n, *bufp);
+				if (ok) {
+					o->st.evict_returns += n;
+					mvm_vm.evict_returns += n;
+				}
+			} else if (ret) {
 				send_return(o, pg, n, kind == EV_RETURN_DIRTY, false, *bufp);
 				o->st.evict_returns += n;
 				mvm_vm.evict_returns += n;
 			}
+		}
+		if (ok) {
 			mvm_lock_release(&mvm_vm.lock);
 			punched = mvm__fallocate(o->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			    (off_t)(pg * PS), (off_t)(n * PS)) == 0;
@@ -1938,7 +2151,7 @@ evict_run(const struct ev *ev, size_t n, void **bufp, struct fault_queue *q)
 		p->flags &= ~(MVM_PG_BUSY | MVM_PG_CLOCK);
 		if (punched) {
 			p->state = MVM_PAGE_ABSENT;
-			p->flags = 0;
+			p->flags &= MVM_PG_PAGED; /* the default manager keeps it */
 			p->page_lock = 0;
 			p->unlock_request = 0;
 		} else if (kind == EV_ZAP && !ok) {
@@ -2093,4 +2306,618 @@ mvm_vm_stats(struct mvm_vm_stats *st)
 	st->ref_clears = mvm_vm.ref_clears;
 	mvm_lock_release(&mvm_vm.lock);
 	return KERN_SUCCESS;
+}
+
+/* ---- 10. copies ------------------------------------------------------------------------
+ *
+ * vm_map(copy = TRUE) waits for the object to be ready, then follows its copy strategy:
+ *
+ *   COPY_DELAY, COPY_TEMPORARY  a copy-on-write copy inside the kernel: an internal
+ *                               object (memfd of its own, no manager) whose shadow is
+ *                               the original. A fault on an absent page of the copy
+ *                               copies the original's page ("copy-up"; asked for from
+ *                               the original's manager first if need be). Before the
+ *                               original's page changes in this kernel (its first
+ *                               write, or a flush that discards it), it is pushed into
+ *                               every copy that still shares it; so the original's
+ *                               resident pages are write-protected when the copy is
+ *                               made, and a page that needs a push is never mapped
+ *                               writable. The copy's writes stay in its memfd.
+ *   COPY_NONE                   the same copy, filled at once (every page asked for
+ *                               and copied before vm_map returns), then cut from the
+ *                               original.
+ *   COPY_CALL                   memory_object_copy(original, its control, offset,
+ *                               length, new port) to the manager; the original's
+ *                               resident pages of the range are write-locked in this
+ *                               kernel (writes then ask with data_unlock); the new
+ *                               port is mapped as any object (init, ready, requests),
+ *                               with the original as its shadow: data_unavailable on
+ *                               it means "the original's page".
+ *
+ * The manager's side of COPY_DELAY is its promise not to change the data behind the
+ * kernel's back; a page evicted clean from the original is asked for again and must come
+ * back the same. An original stays (no terminate) while a copy shadows it. If the
+ * original dies, the copy's pages it had not copied yet fail with SIGBUS, never zeros.
+ * Copies are internal objects: their pages never reach the original's manager; under a
+ * resident limit they go to the default memory manager (section 11), or stay resident
+ * when there is none.
+ */
+
+/* A new internal object of size bytes, ready, shadowing s at off (s NULL: zero pages).
+ * Under vm.lock. */
+static kern_return_t
+internal_create(size_t size, struct mvm_vobject *s, vm_offset_t off, bool cow,
+    struct mvm_vobject **op)
+{
+	struct mvm_vobject *o = mvm__calloc(1, sizeof(*o));
+	kern_return_t kr;
+	int fd;
+
+	if (o == NULL)
+		return KERN_RESOURCE_SHORTAGE;
+	if ((fd = mvm__memfd_create("machvm-copy", MFD_CLOEXEC)) < 0) {
+		mvm__free(o);
+		return mvm__kr_from_errno(fd);
+	}
+	o->memfd = fd;
+	o->cluster = 1;
+	o->copy_strategy = MEMORY_OBJECT_COPY_DELAY;
+	o->internal = true;
+	o->ready = true;
+	if ((kr = obj_grow(o, size)) != KERN_SUCCESS) {
+		mvm__close(fd);
+		mvm__free(o->pages);
+		mvm__free(o);
+		return kr;
+	}
+	if (s != NULL) {
+		o->shadow = s;
+		o->shadow_off = off;
+		o->cow = cow;
+		s->shadow_refs++;
+	}
+	o->next = mvm_vm.objects;
+	mvm_vm.objects = o;
+	*op = o;
+	return KERN_SUCCESS;
+}
+
+/* A copy no longer shadows s: s goes if nothing else uses it. Under vm.lock. */
+static void
+shadow_release(struct mvm_vobject *s)
+{
+	if (--s->shadow_refs == 0 && s->mappings == 0 &&
+	    (!s->may_cache || s->dead || s->internal)) {
+		terminate_object(s, true);
+		free_object(s);
+	}
+}
+
+/* Page pg of o is still shared by a COPY_DELAY copy (it must be pushed before it
+ * changes). Under vm.lock. */
+static bool
+needs_push(struct mvm_vobject *o, size_t pg)
+{
+	if (o->shadow_refs == 0)
+		return false;
+	for (struct mvm_vobject *x = mvm_vm.objects; x != NULL; x = x->next) {
+		size_t first = x->shadow_off / PS;
+
+		if (!x->cow || x->shadow != o || x->doomed || pg < first || pg - first >= x->npages)
+			continue;
+		if (x->pages[pg - first].state == MVM_PAGE_ABSENT &&
+		    !(x->pages[pg - first].flags & (MVM_PG_PAGED | MVM_PG_BUSY)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Push page pg of o (resident, not busy) into every copy that shares it. Called and
+ * returns with vm.lock held (dropped for the copy); faults that waited on the pages go
+ * to q. False if a copy could not get the page (no memory).
+ */
+static bool
+push_page(struct mvm_vobject *o, size_t pg, struct fault_queue *q)
+{
+	struct target {
+		struct mvm_vobject *x;
+		size_t pg;
+		bool ok;
+	} *t;
+	size_t n = 0, cap = 0;
+	bool ok = true;
+	void *buf;
+
+	for (struct mvm_vobject *x = mvm_vm.objects; x != NULL; x = x->next)
+		if (x->cow && x->shadow == o)
+			cap++;
+	t = cap > 0 ? mvm__malloc(cap * sizeof(*t)) : NULL;
+	buf = mvm__malloc(PS);
+	if (t == NULL || buf == NULL) {
+		mvm__free(t);
+		mvm__free(buf);
+		return false;
+	}
+	for (struct mvm_vobject *x = mvm_vm.objects; x != NULL; x = x->next) {
+		size_t first = x->shadow_off / PS;
+		struct mvm_vpage *cp;
+
+		if (!x->cow || x->shadow != o || x->doomed || pg < first || pg - first >= x->npages)
+			continue;
+		cp = &x->pages[pg - first];
+		if (cp->state != MVM_PAGE_ABSENT || (cp->flags & (MVM_PG_PAGED | MVM_PG_BUSY)))
+			continue;
+		cp->flags |= MVM_PG_BUSY;
+		obj_hold(x);
+		t[n].x = x;
+		t[n].pg = pg - first;
+		t[n].ok = false;
+		n++;
+	}
+	o->pages[pg].flags |= MVM_PG_BUSY;
+	obj_hold(o);
+	mvm_lock_release(&mvm_vm.lock);
+	if (mvm__pread(o->memfd, buf, PS, (off_t)(pg * PS)) != (ssize_t)PS)
+		ok = false;
+	for (size_t i = 0; ok && i < n; i++)
+		t[i].ok = mvm__pwrite(t[i].x->memfd, buf, PS, (off_t)(t[i].pg * PS)) == (ssize_t)PS;
+	mvm_lock_acquire(&mvm_vm.lock);
+	for (size_t i = 0; i < n; i++) {
+		struct mvm_vpage *cp = &t[i].x->pages[t[i].pg];
+
+		cp->flags &= ~MVM_PG_BUSY;
+		if (t[i].ok) {
+			/* The copy's own page now; dirty: nobody else has it. */
+			cp->state = MVM_PAGE_RESIDENT;
+			cp->flags = (cp->flags & MVM_PG_PAGED) | MVM_PG_DIRTY;
+			cp->page_lock = 0;
+			cp->unlock_request = 0;
+			resident_add(t[i].x, 1);
+		} else {
+			ok = false;
+		}
+		unpark(t[i].x, t[i].pg, q);
+		obj_release(t[i].x);
+	}
+	o->pages[pg].flags &= ~MVM_PG_BUSY;
+	unpark(o, pg, q);
+	obj_release(o);
+	pthread_cond_broadcast(&mvm_vm.cond);
+	mvm__free(t);
+	mvm__free(buf);
+	return ok;
+}
+
+/*
+ * Copy the shadow's page (resident, not busy) into page pg of copy c (absent, not busy).
+ * dirty: the copy's page must be kept (no shadow to copy it from again). Called and
+ * returns with vm.lock held.
+ */
+static bool
+copy_up_page(struct mvm_vobject *c, size_t pg, bool dirty, struct fault_queue *q)
+{
+	struct mvm_vobject *s = c->shadow;
+	size_t spg = pg + c->shadow_off / PS;
+	struct mvm_vpage *p;
+	void *buf = mvm__malloc(PS);
+	bool ok;
+
+	if (buf == NULL)
+		return false;
+	c->pages[pg].flags |= MVM_PG_BUSY;
+	s->pages[spg].flags |= MVM_PG_BUSY;
+	obj_hold(c);
+	obj_hold(s);
+	mvm_lock_release(&mvm_vm.lock);
+	ok = mvm__pread(s->memfd, buf, PS, (off_t)(spg * PS)) == (ssize_t)PS &&
+	    mvm__pwrite(c->memfd, buf, PS, (off_t)(pg * PS)) == (ssize_t)PS;
+	mvm_lock_acquire(&mvm_vm.lock);
+	p = &c->pages[pg];
+	p->flags &= ~MVM_PG_BUSY;
+	s->pages[spg].flags &= ~MVM_PG_BUSY;
+	if (ok) {
+		p->state = MVM_PAGE_RESIDENT;
+		/* A copy with a manager of its own (COPY_CALL) keeps the page dirty: that
+		 * manager does not have it. */
+		p->flags = (p->flags & MVM_PG_PAGED) | (dirty || !c->internal ? MVM_PG_DIRTY : 0);
+		p->page_lock = 0;
+		p->unlock_request = 0;
+		resident_add(c, 1);
+	}
+	unpark(c, pg, q);
+	unpark(s, spg, q);
+	obj_release(s);
+	obj_release(c);
+	pthread_cond_broadcast(&mvm_vm.cond);
+	mvm__free(buf);
+	return ok;
+}
+
+static bool
+copy_up(struct mvm_vobject *c, size_t pg, struct fault_queue *q)
+{
+	return copy_up_page(c, pg, false, q);
+}
+
+/* A zero page for page pg of internal object o (absent, not busy). */
+static bool
+zero_fill(struct mvm_vobject *o, size_t pg, struct fault_queue *q)
+{
+	struct mvm_vpage *p;
+	int r;
+
+	o->pages[pg].flags |= MVM_PG_BUSY;
+	obj_hold(o);
+	mvm_lock_release(&mvm_vm.lock);
+	r = mvm__fallocate(o->memfd, 0, (off_t)(pg * PS), (off_t)PS);
+	mvm_lock_acquire(&mvm_vm.lock);
+	p = &o->pages[pg];
+	p->flags &= ~MVM_PG_BUSY;
+	if (r == 0) {
+		p->state = MVM_PAGE_RESIDENT;
+		p->flags &= MVM_PG_PAGED;
+		p->page_lock = 0;
+		p->unlock_request = 0;
+		resident_add(o, 1);
+	}
+	unpark(o, pg, q);
+	obj_release(o);
+	pthread_cond_broadcast(&mvm_vm.cond);
+	return r == 0;
+}
+
+/*
+ * Write-protect the resident pages [first, last) of o in every mapping (and, with lock,
+ * write-lock them: a write then asks the manager with data_unlock). Under vm.lock.
+ */
+static void
+protect_range(struct mvm_vobject *o, size_t first, size_t last, bool lock)
+{
+	struct fault_queue q = { NULL, NULL };
+	unsigned char *mine;
+	bool busy;
+
+	if (last > o->npages)
+		last = o->npages;
+	if (first >= last || (mine = mvm__calloc(last - first, 1)) == NULL)
+		return;
+	obj_hold(o);
+	do {
+		busy = false;
+		for (size_t pg = first; pg < last && !busy; pg++)
+			busy = (o->pages[pg].flags & MVM_PG_BUSY) != 0;
+		if (busy)
+			pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+	} while (busy);
+	for (size_t pg = first; pg < last; pg++) {
+		struct mvm_vpage *p = &o->pages[pg];
+
+		if (p->state != MVM_PAGE_RESIDENT)
+			continue;
+		p->flags |= MVM_PG_BUSY;
+		if (lock)
+			p->page_lock |= VM_PROT_WRITE;
+		mine[pg - first] = 1;
+	}
+	for (size_t pg = first; pg < last;) {
+		struct around *rg;
+		size_t n = 0, nr;
+
+		while (pg + n < last && mine[pg + n - first])
+			n++;
+		if (n == 0) {
+			pg++;
+			continue;
+		}
+		/* The pages are busy: the mappings stay while the lock is dropped. */
+		nr = mapped_ranges(o, pg, n, &rg);
+		if (nr != SIZE_MAX && nr > 0) {
+			mvm_lock_release(&mvm_vm.lock);
+			for (size_t i = 0; i < nr; i++)
+				uffd_range(UFFDIO_WRITEPROTECT, rg[i].a, rg[i].len,
+				    UFFDIO_WRITEPROTECT_MODE_WP);
+			mvm_lock_acquire(&mvm_vm.lock);
+		}
+		mvm__free(rg);
+		pg += n;
+	}
+	for (size_t pg = first; pg < last; pg++)
+		if (mine[pg - first]) {
+			o->pages[pg].flags &= ~MVM_PG_BUSY;
+			unpark(o, pg, &q);
+		}
+	pthread_cond_broadcast(&mvm_vm.cond);
+	run_faults(&q);
+	obj_release(o);
+	mvm__free(mine);
+}
+
+/*
+ * COPY_NONE: fill copy c from its shadow now, every page, waiting for the shadow's
+ * manager where it must; then cut it from the shadow. Under vm.lock (dropped while
+ * waiting). KERN_MEMORY_ERROR if the manager failed a page (data_error),
+ * KERN_MEMORY_FAILURE if the object died.
+ */
+static kern_return_t
+eager_copy(struct mvm_vobject *c)
+{
+	struct mvm_vobject *s = c->shadow;
+	struct fault_queue q = { NULL, NULL };
+	kern_return_t kr = KERN_SUCCESS;
+
+	obj_hold(c);
+	for (size_t pg = 0; pg < c->npages && kr == KERN_SUCCESS; pg++) {
+		size_t spg = pg + c->shadow_off / PS;
+		uint64_t errors = 0;
+		bool asked = false;
+
+		for (;;) {
+			struct mvm_vpage *p = &c->pages[pg], *sp = &s->pages[spg];
+
+			if (p->state == MVM_PAGE_RESIDENT && !(p->flags & MVM_PG_BUSY)) {
+				/* Pushed meanwhile (the original was written): already a copy. */
+				p->flags |= MVM_PG_DIRTY;
+				break;
+			}
+			if (s->dead && sp->state != MVM_PAGE_RESIDENT) {
+				kr = KERN_MEMORY_FAILURE;
+				break;
+			}
+			if (!(p->flags & MVM_PG_BUSY) && !(sp->flags & MVM_PG_BUSY) &&
+			    sp->state == MVM_PAGE_RESIDENT && !(sp->page_lock & VM_PROT_READ)) {
+				if (!copy_up_page(c, pg, true, &q))
+					kr = KERN_RESOURCE_SHORTAGE;
+				run_faults(&q);
+				break;
+			}
+			if (!(sp->flags & MVM_PG_BUSY) && sp->state == MVM_PAGE_ABSENT) {
+				if (asked && s->st.errors != errors) {
+					kr = KERN_MEMORY_ERROR; /* data_error on it */
+					break;
+				}
+				asked = true;
+				errors = s->st.errors;
+				send_request(s, spg, false);
+			} else if (sp->state == MVM_PAGE_RESIDENT && (sp->page_lock & VM_PROT_READ) &&
+			    !(sp->unlock_request & VM_PROT_READ)) {
+				sp->unlock_request |= VM_PROT_READ;
+				s->st.data_unlocks++;
+				(void)mvm_mo_send_data_unlock(s->pager, s->control, spg * PS, PS,
+				    sp->unlock_request);
+			}
+			pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+		}
+		evict_if_needed(0);
+	}
+	if (kr == KERN_SUCCESS) {
+		c->shadow = NULL;
+		c->cow = false;
+		shadow_release(s);
+	}
+	obj_release(c);
+	return kr;
+}
+
+/*
+ * COPY_CALL: memory_object_copy to the manager with a new object port, write-lock the
+ * original's resident pages of the range, then the new port is an object like any other
+ * (init on it), shadowed by the original. Under vm.lock.
+ */
+static kern_return_t
+copy_call(struct mvm_vobject *x, vm_offset_t offset, size_t len, struct mvm_vobject **cp)
+{
+	struct mvm_vobject *c;
+	mach_port_t port;
+	kern_return_t kr;
+
+	if ((kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &port)) != 0)
+		return kr;
+	if ((kr = mach_port_insert_right(mach_task_self(), port, port, MACH_MSG_TYPE_MAKE_SEND))) {
+		(void)mach_port_destroy(mach_task_self(), port);
+		return kr;
+	}
+	/* The receive right goes to the manager; the kernel keeps its send right. */
+	if ((kr = mvm_mo_send_copy(x->pager, x->control, offset, len, port)) != KERN_SUCCESS) {
+		(void)mach_port_destroy(mach_task_self(), port);
+		return kr;
+	}
+	protect_range(x, offset / PS, (offset + len) / PS, true);
+	kr = object_create(port, &c);
+	(void)mach_port_deallocate(mach_task_self(), port); /* object_create took its own */
+	if (kr != KERN_SUCCESS)
+		return kr;
+	if ((kr = obj_grow(c, len)) != KERN_SUCCESS) {
+		terminate_object(c, false);
+		free_object(c);
+		return kr;
+	}
+	c->shadow = x;
+	c->shadow_off = offset;
+	x->shadow_refs++;
+	*cp = c;
+	return KERN_SUCCESS;
+}
+
+/* The object vm_map(copy = TRUE) maps, by x's copy strategy (x is ready). Under vm.lock. */
+static kern_return_t
+make_copy(struct mvm_vobject *x, vm_offset_t offset, size_t len, struct mvm_vobject **cp)
+{
+	struct mvm_vobject *c;
+	kern_return_t kr;
+
+	switch (x->copy_strategy) {
+	case MEMORY_OBJECT_COPY_CALL:
+		return copy_call(x, offset, len, cp);
+	case MEMORY_OBJECT_COPY_NONE:
+		if ((kr = internal_create(len, x, offset, true, &c)) != KERN_SUCCESS)
+			return kr;
+		if ((kr = eager_copy(c)) != KERN_SUCCESS) {
+			terminate_object(c, false);
+			free_object(c);
+			return kr;
+		}
+		*cp = c;
+		return KERN_SUCCESS;
+	default:
+		/* DELAY, and TEMPORARY (which is DELAY for copies, as in GNU Mach). */
+		if ((kr = internal_create(len, x, offset, true, &c)) != KERN_SUCCESS)
+			return kr;
+		/* Writes to the original's resident pages must fault, to push first. */
+		protect_range(x, offset / PS, (offset + len) / PS, false);
+		*cp = c;
+		return KERN_SUCCESS;
+	}
+}
+
+/* ---- 11. the default memory manager --------------------------------------------------
+ *
+ * vm_set_default_memory_manager (served on the host port, mach_host_self()) registers
+ * it. An internal object (a copy, a COPY_NONE copy's memory) has no manager; when the
+ * clock must evict one of its dirty pages and a default manager is registered, the
+ * kernel gives the object to it: memory_object_create(default manager, new object port,
+ * size, control, name, page size), without waiting for ready (the object is ready).
+ * A page that never went to it goes with memory_object_data_initialize, later ones with
+ * data_return; the kernel remembers which pages the default manager holds (MVM_PG_PAGED)
+ * and asks it only for those: the others are zero pages or the shadow's. Without a
+ * default manager, internal objects stay resident (the limit is exceeded).
+ */
+
+static bool
+dmm_attach(struct mvm_vobject *o)
+{
+	mach_port_t port = MACH_PORT_NULL, ctl = MACH_PORT_NULL, name = MACH_PORT_NULL;
+	mach_port_t prev = MACH_PORT_NULL;
+	kern_return_t kr;
+
+	if (!MACH_PORT_VALID(mvm_vm.dmm))
+		return false;
+	if ((kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &port)) ||
+	    (kr = mach_port_insert_right(mach_task_self(), port, port, MACH_MSG_TYPE_MAKE_SEND)) ||
+	    (kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &ctl)) ||
+	    (kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &name)) ||
+	    (kr = mach_port_set_qlimit(mach_task_self(), ctl, MACH_PORT_QLIMIT_MAX)) ||
+	    (kr = mach_port_move_member(mach_task_self(), ctl, mvm_vm.ctl_set)) ||
+	    (kr = mach_port_request_notification(mach_task_self(), port, MACH_NOTIFY_DEAD_NAME, 0,
+	    mvm_vm.notify, MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev)))
+		goto fail;
+	/* create consumes a send right to the default manager (MOVE_SEND). */
+	if ((kr = mach_port_mod_refs(mach_task_self(), mvm_vm.dmm, MACH_PORT_RIGHT_SEND, 1)))
+		goto fail;
+	if ((kr = mvm_mo_send_create(mvm_vm.dmm, port, o->size, ctl, name, PS)) != KERN_SUCCESS) {
+		(void)mach_port_mod_refs(mach_task_self(), mvm_vm.dmm, MACH_PORT_RIGHT_SEND, -1);
+		goto fail;
+	}
+	o->pager = port;
+	o->control = ctl;
+	o->name_port = name;
+	mvm_vm.dmm_creates++;
+	return true;
+
+fail:
+	if (MACH_PORT_VALID(port))
+		(void)mach_port_destroy(mach_task_self(), port);
+	if (MACH_PORT_VALID(ctl))
+		(void)mach_port_mod_refs(mach_task_self(), ctl, MACH_PORT_RIGHT_RECEIVE, -1);
+	if (MACH_PORT_VALID(name))
+		(void)mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_RECEIVE, -1);
+	return false;
+}
+
+/* Page out [pg, pg + n) of internal object o, read into buf. Under vm.lock. */
+static bool
+dmm_page_out(struct mvm_vobject *o, size_t pg, size_t n, const void *buf)
+{
+	if (!MACH_PORT_VALID(o->pager) && !dmm_attach(o))
+		return false;
+	for (size_t i = 0; i < n;) {
+		bool paged = (o->pages[pg + i].flags & MVM_PG_PAGED) != 0;
+		size_t j = i + 1;
+
+		while (j < n && ((o->pages[pg + j].flags & MVM_PG_PAGED) != 0) == paged)
+			j++;
+		if (paged) {
+			send_return(o, pg + i, j - i, true, false, (const char *)buf + i * PS);
+		} else {
+			o->st.data_returns++;
+			o->st.pages_returned += j - i;
+			o->st.bytes_out += (j - i) * PS;
+			(void)mvm_mo_send_data_initialize(o->pager, o->control, (pg + i) * PS,
+			    (vm_offset_t)((const char *)buf + i * PS),
+			    (mach_msg_type_number_t)((j - i) * PS), FALSE);
+		}
+		i = j;
+	}
+	for (size_t i = 0; i < n; i++)
+		o->pages[pg + i].flags |= MVM_PG_PAGED;
+	return true;
+}
+
+/* The default manager's port died, or its name went: forget it. Under vm.lock. */
+static bool
+dmm_dead(mach_port_t name)
+{
+	if (!MACH_PORT_VALID(mvm_vm.dmm) || name != mvm_vm.dmm)
+		return false;
+	mvm_vm.dmm = MACH_PORT_NULL;
+	return true;
+}
+
+static kern_return_t
+k_set_default(void *ctx, host_priv_t host, mach_port_seqno_t seqno, mach_port_make_send_t *dm)
+{
+	mach_port_t old, prev = MACH_PORT_NULL;
+
+	(void)ctx;
+	(void)seqno;
+	if (host != mvm_vm.host_priv || !MACH_PORT_VALID(host))
+		return KERN_INVALID_HOST;
+	mvm_lock_acquire(&mvm_vm.lock);
+	old = mvm_vm.dmm;
+	if (MACH_PORT_VALID(*dm)) {
+		/* The request's send right is ours now; the old one goes to the caller,
+		 * without our dead-name request. */
+		if (MACH_PORT_VALID(old) && old != *dm) {
+			(void)mach_port_request_notification(mach_task_self(), old,
+			    MACH_NOTIFY_DEAD_NAME, 0, MACH_PORT_NULL, MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev);
+			if (MACH_PORT_VALID(prev))
+				(void)mach_port_deallocate(mach_task_self(), prev);
+			prev = MACH_PORT_NULL;
+		}
+		mvm_vm.dmm = *dm;
+		if (old != *dm) {
+			(void)mach_port_request_notification(mach_task_self(), *dm,
+			    MACH_NOTIFY_DEAD_NAME, 0, mvm_vm.notify, MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev);
+			if (MACH_PORT_VALID(prev))
+				(void)mach_port_deallocate(mach_task_self(), prev);
+		}
+		*dm = old;
+	} else {
+		/* Read: a send right to the current one (the kernel keeps its own). */
+		if (MACH_PORT_VALID(old) &&
+		    mach_port_mod_refs(mach_task_self(), old, MACH_PORT_RIGHT_SEND, 1) != 0)
+			old = MACH_PORT_NULL;
+		*dm = old;
+	}
+	mvm_lock_release(&mvm_vm.lock);
+	return KERN_SUCCESS;
+}
+
+mach_port_t
+mach_host_self(void)
+{
+	mach_port_t host = MACH_PORT_NULL;
+
+	pthread_once(&vm_once, vm_init_once);
+	mvm_lock_acquire(&mvm_vm.lock);
+	if (vm_start() == KERN_SUCCESS)
+		host = mvm_vm.host_priv;
+	mvm_lock_release(&mvm_vm.lock);
+	return host;
+}
+
+mach_port_t
+mach_host_priv_self(void)
+{
+	return mach_host_self();
 }
