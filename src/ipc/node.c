@@ -642,7 +642,7 @@ mvm__node_ship(struct mvm_kmsg *k, struct mvm_ctx *ctx)
 	struct mvm_remote *r = dest->remote;
 	struct ship s = { .to = r->owner };
 	struct mvm_frame *f;
-	struct mvm_wmsg *wm;
+	struct mvm_wmsg *wm = NULL;
 	struct mvm_wref *refs, *extra;
 	struct mvm_wool *wool;
 	uint32_t nextra = 0, nrecv = 0, ool_i = 0;
@@ -1513,7 +1513,9 @@ peer_cred_ok(int fd, uint32_t pid)
 static void
 sock_path(char *buf, size_t len, uint32_t pid)
 {
-	snprintf(buf, len, "%s/p.%u", node.dir, pid);
+	/* make_dir() left room for the longest "/p.PID" after the directory. */
+	if (snprintf(buf, len, "%s/p.%u", node.dir, pid) >= (int)len)
+		buf[0] = '\0';
 }
 
 static int
