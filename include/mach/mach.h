@@ -83,6 +83,15 @@ MVM_EXTERN kern_return_t vm_map(vm_map_t target_task, vm_address_t *address, vm_
     boolean_t copy, vm_prot_t cur_protection, vm_prot_t max_protection,
     vm_inherit_t inheritance);
 
+/*
+ * What a child of fork() gets of [address, address + size) (vm_inherit(3)): for memory
+ * object mappings VM_INHERIT_NONE (nothing), VM_INHERIT_COPY (a private copy made at
+ * fork) or VM_INHERIT_SHARE (the cache pages, shared); anonymous memory can be copied
+ * or left out, not shared (KERN_INVALID_ARGUMENT).
+ */
+MVM_EXTERN kern_return_t vm_inherit(vm_map_t target_task, vm_address_t address, vm_size_t size,
+    vm_inherit_t new_inheritance);
+
 /* The MIG server loop. */
 typedef boolean_t (*mach_msg_demux_t)(mach_msg_header_t *in, mach_msg_header_t *out);
 MVM_EXTERN mach_msg_return_t mach_msg_server(mach_msg_demux_t demux, mach_msg_size_t max_size,

@@ -11,6 +11,7 @@
 #ifndef MACHVM_PAGERS_H
 #define MACHVM_PAGERS_H
 
+#include <stdint.h>
 #include <mach/mach_types.h>
 #include <machvm/export.h>
 #include <machvm/pager.h>
@@ -36,6 +37,43 @@ MVM_EXTERN kern_return_t mvm_file_pager_create(const char *path, int flags,
  */
 MVM_EXTERN kern_return_t mvm_anon_pager_create(vm_size_t size, const char *swap_dir,
     const struct mvm_pager_attr *attr, struct mvm_pager **pager, mach_port_t *port);
+
+/*
+ * The anonymous pager as the default memory manager (vm_set_default_memory_manager):
+ * it serves memory_object_create with one region of one unlinked swap file (in
+ * swap_dir, as mvm_anon_pager_create) per object, stores data_return and
+ * memory_object_data_initialize (which it ignores for pages it already holds), answers
+ * data_request with the stored pages or data_unavailable, and frees the region at
+ * terminate. One thread serves every object. *port names the default manager's port
+ * (the pager keeps the receive right): pass it to vm_set_default_memory_manager.
+ */
+struct mvm_default_pager;
+
+struct mvm_default_pager_stats {
+	uint64_t objects;          /* objects created and not terminated */
+	uint64_t creates;          /* memory_object_create served */
+	uint64_t terminates;
+	uint64_t requests;         /* data_request served */
+	uint64_t pages_supplied;   /* stored pages sent back with data_supply */
+	uint64_t pages_unavailable; /* pages answered with data_unavailable */
+	uint64_t initializes;      /* memory_object_data_initialize received */
+	uint64_t returns;          /* data_return received */
+	uint64_t pages_stored;     /* pages held now */
+	uint64_t errors;           /* swap file reads or writes that failed */
+};
+
+MVM_EXTERN kern_return_t mvm_anon_default_pager_start(const char *swap_dir,
+    struct mvm_default_pager **pager, mach_port_t *port);
+
+MVM_EXTERN kern_return_t mvm_anon_default_pager_stats(struct mvm_default_pager *pager,
+    struct mvm_default_pager_stats *stats);
+
+/*
+ * Stop: destroy the default manager's port and every object port (kernels still using
+ * an object see its manager die; the kernel forgets a default manager whose port is
+ * gone), then free everything.
+ */
+MVM_EXTERN kern_return_t mvm_anon_default_pager_stop(struct mvm_default_pager *pager);
 
 /* A faulty pager's operations, for its rules. */
 enum mvm_faulty_op {

@@ -121,7 +121,15 @@ struct mvm_mapping {
 	vm_offset_t offset;               /* (v) object offset of start */
 	vm_prot_t prot;                   /* (c) */
 	struct mvm_vobject *obj;          /* (v) */
+	vm_inherit_t inherit;             /* (v) what a child of fork() gets */
+	int fork_fd;                      /* (v) during a fork: COPY: the child's contents
+					   * (a memfd), or FORK_* */
 };
+
+#define FORK_TODO   (-1)                  /* not looked at yet (and outside a fork) */
+#define FORK_READY  (-2)                  /* SHARE: every page resident */
+#define FORK_FAILED (-3)                  /* a page could not be had: a clear error in
+					   * the child */
 
 /* ---- 5. the kernel ------------------------------------------------------------------------ */
 

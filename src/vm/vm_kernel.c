@@ -107,6 +107,9 @@ install_sigbus(void)
 	(void)mvm__sigaction(SIGBUS, &sa, &saved_sigbus);
 }
 static void *control_thread_main(void *arg);
+static void fork_prepare(void);
+static void fork_parent(void);
+static void fork_child(void);
 
 /* ---- 1. start-up ------------------------------------------------------------------------ */
 
@@ -190,6 +193,8 @@ vm_start(void)
 	    (kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &mvm_vm.notify)) ||
 	    (kr = mach_port_move_member(mach_task_self(), mvm_vm.notify, mvm_vm.ctl_set)) ||
 	    (kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &mvm_vm.host_priv)) ||
+	    (kr = mach_port_insert_right(mach_task_self(), mvm_vm.host_priv, mvm_vm.host_priv,
+	    MACH_MSG_TYPE_MAKE_SEND)) ||
 	    (kr = mach_port_move_member(mach_task_self(), mvm_vm.host_priv, mvm_vm.ctl_set))) {
 		snprintf(mvm_vm.why, sizeof(mvm_vm.why), "cannot allocate the kernel's ports (%s)",
 		    mvm_errname(kr));
@@ -204,6 +209,12 @@ vm_start(void)
 	}
 	mvm_vm.started = true;
 	mvm_vm.start_error = KERN_SUCCESS;
+	{
+		static bool atfork_done;
+
+		if (!atfork_done && pthread_atfork(fork_prepare, fork_parent, fork_child) == 0)
+			atfork_done = true;
+	}
 	/* The environment sets the limit once, unless the program already chose one. */
 	{
 		const char *env = getenv("MACHVM_RESIDENT_LIMIT");
@@ -1722,9 +1733,10 @@ vm_map(vm_map_t task, vm_address_t *address, vm_size_t size, vm_address_t mask,
 		kr = err == EEXIST ? KERN_NO_SPACE : mvm__kr_from_errno(err);
 		goto fail_obj;
 	}
-	/* A child of fork() would see these pages unregistered (zeros for missing ones):
-	 * it does not inherit them at all, until inheritance is implemented. */
-	(void)mvm__madvise(p, len, MADV_DONTFORK);
+	/* Only a SHARE mapping reaches a child of fork() as it is; a COPY mapping is
+	 * replaced there by a copy (section 12), a NONE one is not there at all. */
+	if (inheritance != VM_INHERIT_SHARE)
+		(void)mvm__madvise(p, len, MADV_DONTFORK);
 	memset(&reg, 0, sizeof(reg));
 	reg.range.start = (uintptr_t)p;
 	reg.range.len = len;
@@ -1741,6 +1753,8 @@ vm_map(vm_map_t task, vm_address_t *address, vm_size_t size, vm_address_t mask,
 	m->offset = offset;
 	m->prot = cur_protection;
 	m->obj = o;
+	m->inherit = inheritance;
+	m->fork_fd = -1;
 	for (pp = &mvm_vm.maps; *pp != NULL && (*pp)->start < m->start; pp = &(*pp)->next)
 		;
 	m->next = *pp;
@@ -1802,6 +1816,10 @@ mvm__vm_unmap_objects(uintptr_t start, uintptr_t end)
 
 			if (t != NULL) {
 				*t = *m;
+				t->fork_fd = FORK_TODO; /* a fork under way looks at both again */
+				if (m->fork_fd >= 0)
+					mvm__close(m->fork_fd);
+				m->fork_fd = FORK_TODO;
 				t->start = e;
 				t->offset = m->offset + (e - m->start);
 				m->end = s;
@@ -1818,6 +1836,8 @@ mvm__vm_unmap_objects(uintptr_t start, uintptr_t end)
 		}
 		if (s == m->start && e == m->end) {
 			*pp = m->next;
+			if (m->fork_fd >= 0)
+				mvm__close(m->fork_fd); /* unmapped during a fork's preparation */
 			mvm__free(m);
 			if (--o->mappings == 0 && o->shadow_refs == 0 &&
 			    (!o->may_cache || o->dead)) {
@@ -2920,4 +2940,462 @@ mach_port_t
 mach_host_priv_self(void)
 {
 	return mach_host_self();
+}
+
+/* ---- 12. inheritance across fork() ------------------------------------------------------
+ *
+ * Linux gives a child of fork() a copy of the address space, but neither the
+ * userfaultfd registrations (the child's mappings are plain ones) nor machvm's threads.
+ * So the child cannot be a kernel of any object, and a page missing from a memfd would
+ * read there as a zero page. What each inheritance gives the child:
+ *
+ *   NONE   nothing (MADV_DONTFORK): an access is SIGSEGV.
+ *   COPY   a private copy of the mapping as it was at fork(): before fork, every page of
+ *          the range is made resident (asked for, waited for) and copied into a new
+ *          memfd; the object mapping is MADV_DONTFORK, and the child maps that memfd
+ *          privately (MAP_PRIVATE | MAP_FIXED) in its place.
+ *   SHARE  the MAP_SHARED view of the object's memfd: before fork, every page of the
+ *          range is made resident, so the child sees the data; afterwards the child
+ *          shares the parent's cache pages (each sees the other's writes), but its
+ *          writes are not known to the parent's kernel (not marked dirty: they reach the
+ *          manager only if the page is returned for another reason), and a page the
+ *          parent later evicts or flushes is a hole: the child registers those ranges
+ *          with a userfaultfd of its own, whose thread answers every missing page with
+ *          SIGBUS (BUS_OBJERR through machvm's handler), never zeros.
+ *
+ * The prepare handler keeps vm.lock from the moment the pages are in place until the
+ * fork is done, so no eviction or flush removes them in between. A page that cannot be
+ * had (the manager failed it, the object died) leaves a COPY mapping out of the child
+ * (SIGSEGV there) and a SHARE one with a hole (SIGBUS). The forking thread waits for the
+ * managers, as vm_map(copy) does: a manager that is the forking thread itself deadlocks.
+ * In the child, the kernel is reset: it cannot map objects (vm_map answers KERN_FAILURE).
+ */
+
+/*
+ * Make pages [first, last) of o resident, asking and waiting as a fault would (a copy's
+ * local pages are made here). Under vm.lock (dropped while waiting). False if a page
+ * cannot be had.
+ */
+static bool
+fetch_range(struct mvm_vobject *o, size_t first, size_t last)
+{
+	struct fault_queue q = { NULL, NULL };
+	bool ok = true;
+
+	if (last > o->npages)
+		last = o->npages;
+	obj_hold(o);
+	for (size_t pg = first; pg < last && ok; pg++) {
+		uint64_t errors = 0;
+		bool asked = false;
+
+		for (;;) {
+			struct mvm_vpage *p = &o->pages[pg];
+			struct mvm_vobject *s = o->shadow;
+			size_t spg = pg + o->shadow_off / PS;
+
+			if (p->state == MVM_PAGE_RESIDENT && !(p->flags & MVM_PG_BUSY)) {
+				if (!(p->page_lock & VM_PROT_READ) || o->dead)
+					break;
+				/* Read-locked: the child may read it only once the manager
+				 * allows it, as a reading thread would have to wait. */
+				if (!(p->unlock_request & VM_PROT_READ)) {
+					p->unlock_request |= VM_PROT_READ;
+					o->st.data_unlocks++;
+					(void)mvm_mo_send_data_unlock(o->pager, o->control, pg * PS, PS,
+					    p->unlock_request);
+				}
+				pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+				continue;
+			}
+			if ((o->dead || o->terminated) && p->state != MVM_PAGE_RESIDENT) {
+				ok = false;
+				break;
+			}
+			if (!(p->flags & MVM_PG_BUSY) && p->state == MVM_PAGE_ABSENT && o->ready) {
+				bool local = (o->internal && !(p->flags & MVM_PG_PAGED)) ||
+				    (p->flags & MVM_PG_SHADOW);
+
+				if (local && s == NULL) {
+					ok = zero_fill(o, pg, &q);
+					run_faults(&q);
+					if (!ok)
+						break;
+					continue;
+				}
+				if (local) {
+					struct mvm_vpage *sp = &s->pages[spg];
+
+					if (s->dead && sp->state != MVM_PAGE_RESIDENT) {
+						ok = false;
+						break;
+					}
+					if (sp->state == MVM_PAGE_RESIDENT && !(sp->flags & MVM_PG_BUSY) &&
+					    (sp->page_lock & VM_PROT_READ)) {
+						if (!(sp->unlock_request & VM_PROT_READ)) {
+							sp->unlock_request |= VM_PROT_READ;
+							s->st.data_unlocks++;
+							(void)mvm_mo_send_data_unlock(s->pager, s->control,
+							    spg * PS, PS, sp->unlock_request);
+						}
+					} else if (sp->state == MVM_PAGE_RESIDENT &&
+					    !(sp->flags & MVM_PG_BUSY)) {
+						ok = copy_up_page(o, pg, false, &q);
+						run_faults(&q);
+						if (!ok)
+							break;
+						continue;
+					}
+					if (sp->state == MVM_PAGE_ABSENT && !(sp->flags & MVM_PG_BUSY) &&
+					    s->ready)
+						send_request(s, spg, false);
+				} else {
+					if (asked && o->st.errors != errors) {
+						ok = false; /* data_error */
+						break;
+					}
+					asked = true;
+					errors = o->st.errors;
+					send_request(o, pg, false);
+				}
+			}
+			pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+		}
+	}
+	obj_release(o);
+	return ok;
+}
+
+/* A memfd holding a copy of m's range (every page resident); -1 on failure. Under
+ * vm.lock (dropped for the copy; the pages are busy meanwhile). */
+static int
+copy_for_child(struct mvm_mapping *m)
+{
+	struct mvm_vobject *o = m->obj;
+	size_t first = m->offset / PS, n = (m->end - m->start) / PS;
+	size_t chunk = 16 * PS;
+	bool ok = true, busy;
+	void *buf;
+	int fd;
+
+	do {
+		busy = false;
+		for (size_t i = 0; i < n && !busy; i++)
+			busy = (o->pages[first + i].flags & MVM_PG_BUSY) != 0;
+		if (busy)
+			pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+	} while (busy);
+	for (size_t i = 0; i < n; i++)
+		if (o->pages[first + i].state != MVM_PAGE_RESIDENT)
+			return -1; /* gone again meanwhile: the caller tries again */
+	if ((fd = mvm__memfd_create("machvm-fork-copy", MFD_CLOEXEC)) < 0)
+		return -1;
+	if ((buf = mvm__malloc(chunk)) == NULL) {
+		mvm__close(fd);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		o->pages[first + i].flags |= MVM_PG_BUSY;
+	obj_hold(o);
+	mvm_lock_release(&mvm_vm.lock);
+	for (size_t done = 0; ok && done < n * PS; done += chunk) {
+		size_t len = n * PS - done < chunk ? n * PS - done : chunk;
+
+		ok = mvm__pread(o->memfd, buf, len, (off_t)(m->offset + done)) == (ssize_t)len &&
+		    mvm__pwrite(fd, buf, len, (off_t)done) == (ssize_t)len;
+	}
+	mvm_lock_acquire(&mvm_vm.lock);
+	for (size_t i = 0; i < n; i++)
+		o->pages[first + i].flags &= ~MVM_PG_BUSY;
+	{
+		struct fault_queue q = { NULL, NULL };
+
+		for (size_t i = 0; i < n; i++)
+			unpark(o, first + i, &q);
+		pthread_cond_broadcast(&mvm_vm.cond);
+		run_faults(&q);
+	}
+	obj_release(o);
+	mvm__free(buf);
+	if (!ok) {
+		mvm__close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static bool fork_locked;
+
+
+/* SHARE mapping m has every page resident. Under vm.lock. */
+static bool
+all_resident(const struct mvm_mapping *m)
+{
+	size_t first = m->offset / PS, last = first + (m->end - m->start) / PS;
+
+	for (size_t pg = first; pg < last; pg++)
+		if (pg >= m->obj->npages || m->obj->pages[pg].state != MVM_PAGE_RESIDENT)
+			return false;
+	return true;
+}
+
+static void
+fork_prepare(void)
+{
+	unsigned budget = 64;   /* rounds lost to pages evicted meanwhile, at most */
+	struct mvm_mapping *m;
+
+	pthread_once(&vm_once, vm_init_once);
+	mvm_lock_acquire(&mvm_vm.lock);
+	fork_locked = true;
+	if (!mvm_vm.started)
+		return;
+again:
+	/* One mapping at a time, from the start: the list may change while the lock is
+	 * dropped (waiting for a manager, copying). */
+	for (m = mvm_vm.maps; m != NULL; m = m->next) {
+		size_t first = m->offset / PS, last = first + (m->end - m->start) / PS;
+
+		if (m->inherit == VM_INHERIT_NONE || m->fork_fd != FORK_TODO)
+			continue;
+		if (!fetch_range(m->obj, first, last)) {
+			m->fork_fd = FORK_FAILED;
+		} else if (m->inherit == VM_INHERIT_SHARE) {
+			m->fork_fd = FORK_READY;
+		} else {
+			int fd = copy_for_child(m);
+
+			if (fd >= 0)
+				m->fork_fd = fd;
+			else if (budget == 0)
+				m->fork_fd = FORK_FAILED;
+			else
+				budget--; /* a page went again: fetch again */
+		}
+		goto again;
+	}
+	/* SHARE: the pages must still be there when the address space is copied; the lock
+	 * is held from here until the fork is done. */
+	for (m = mvm_vm.maps; m != NULL; m = m->next)
+		if (m->fork_fd == FORK_READY && !all_resident(m) && budget > 0) {
+			budget--;
+			m->fork_fd = FORK_TODO;
+			goto again;
+		}
+}
+
+static void
+fork_parent(void)
+{
+	if (!fork_locked)
+		return;
+	for (struct mvm_mapping *m = mvm_vm.maps; m != NULL; m = m->next) {
+		if (m->fork_fd >= 0)
+			mvm__close(m->fork_fd);
+		m->fork_fd = FORK_TODO;
+	}
+	fork_locked = false;
+	mvm_lock_release(&mvm_vm.lock);
+}
+
+/* The child's sentinel: every missing page of an inherited SHARE range is SIGBUS. */
+static int sentinel_fd = -1;
+
+static void *
+sentinel_main(void *arg)
+{
+	struct uffd_msg msg;
+
+	(void)arg;
+	for (;;) {
+		struct pollfd pfd = { .fd = sentinel_fd, .events = POLLIN };
+
+		if (mvm__poll(&pfd, 1, -1) < 0 || mvm__read(sentinel_fd, &msg, sizeof(msg)) <= 0)
+			continue;
+		if (msg.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		(void)mvm__sigqueue_thread((pid_t)msg.arg.pagefault.feat.ptid, SIGBUS,
+		    (void *)(uintptr_t)msg.arg.pagefault.address, (void *)&mvm_sigbus_tag);
+		{
+			struct uffdio_range rg = { msg.arg.pagefault.address & ~(PS - 1), PS };
+
+			(void)mvm__uffd_ioctl(sentinel_fd, UFFDIO_WAKE, &rg);
+		}
+	}
+	return NULL;
+}
+
+static void
+fork_child(void)
+{
+	struct mvm_mapping *m, *next;
+	bool share = false;
+	pthread_t th;
+
+	if (!fork_locked)
+		return;
+	fork_locked = false;
+	/* COPY: the copy, privately, in place of the (not inherited) object mapping. */
+	for (m = mvm_vm.maps; m != NULL; m = m->next) {
+		int err = 0;
+
+		if (m->inherit == VM_INHERIT_SHARE)
+			share = true;
+		if (m->fork_fd < 0)
+			continue;
+		(void)mvm__mmap((void *)m->start, m->end - m->start, prot_to_mmap(m->prot),
+		    MAP_PRIVATE | MAP_FIXED, m->fork_fd, 0, &err);
+		mvm__close(m->fork_fd);
+		m->fork_fd = -1;
+	}
+	/* SHARE: holes raise SIGBUS through a userfaultfd of the child's own. */
+	if (share && mvm_vm.started) {
+		struct uffdio_api api = { .api = UFFD_API,
+		    .features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_THREAD_ID };
+		int fd = mvm__userfaultfd(O_CLOEXEC | O_NONBLOCK);
+
+		if (fd >= 0 && mvm__uffd_ioctl(fd, UFFDIO_API, &api) == 0) {
+			sentinel_fd = fd;
+			for (m = mvm_vm.maps; m != NULL; m = m->next) {
+				struct uffdio_register reg;
+
+				if (m->inherit != VM_INHERIT_SHARE)
+					continue;
+				memset(&reg, 0, sizeof(reg));
+				reg.range.start = m->start;
+				reg.range.len = m->end - m->start;
+				reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+				if (mvm__uffd_ioctl(fd, UFFDIO_REGISTER, &reg) != 0)
+					(void)mvm__munmap((void *)m->start, m->end - m->start);
+			}
+			if (pthread_create(&th, NULL, sentinel_main, NULL) != 0)
+				share = false;
+		} else {
+			share = false;
+		}
+		if (!share) {
+			/* No sentinel: the SHARE ranges go (SIGSEGV), never zeros. */
+			if (fd >= 0)
+				mvm__close(fd);
+			sentinel_fd = -1;
+			for (m = mvm_vm.maps; m != NULL; m = m->next)
+				if (m->inherit == VM_INHERIT_SHARE)
+					(void)mvm__munmap((void *)m->start, m->end - m->start);
+		}
+	}
+	/* The kernel is the parent's: forget its state (the userfaultfd would act on the
+	 * parent's address space), keep the mappings as plain memory. */
+	for (m = mvm_vm.maps; m != NULL; m = next) {
+		next = m->next;
+		mvm__free(m);
+	}
+	mvm_vm.maps = NULL;
+	for (struct mvm_vobject *o = mvm_vm.objects, *on; o != NULL; o = on) {
+		on = o->next;
+		mvm__close(o->memfd);
+		o->faults = NULL;
+		/* The structures are left (the ports are the parent's); a child rarely lives
+		 * long with machvm. */
+	}
+	mvm_vm.objects = NULL;
+	mvm_vm.hand = NULL;
+	mvm_vm.resident = 0;
+	if (mvm_vm.uffd >= 0)
+		mvm__close(mvm_vm.uffd);
+	mvm_vm.uffd = -1;
+	if (mvm_vm.started) {
+		mvm_vm.started = false;
+		mvm_vm.start_error = KERN_FAILURE;
+		snprintf(mvm_vm.why, sizeof(mvm_vm.why),
+		    "this process is a child of fork(): the kernel belongs to the parent");
+	}
+	mvm_lock_release(&mvm_vm.lock);
+}
+
+kern_return_t
+vm_inherit(vm_map_t task, vm_address_t address, vm_size_t size, vm_inherit_t inheritance)
+{
+	uintptr_t start, end;
+	kern_return_t kr = KERN_SUCCESS;
+
+	if (task != mach_task_self())
+		return MACH_SEND_INVALID_DEST;
+	if (inheritance < VM_INHERIT_SHARE || inheritance > VM_INHERIT_NONE)
+		return KERN_INVALID_ARGUMENT;
+	start = address & ~(uintptr_t)(PS - 1);
+	end = MVM_ROUND_PAGE(address + size);
+	if (size == 0)
+		return KERN_SUCCESS;
+	if (end < start)
+		return KERN_INVALID_ARGUMENT;
+	pthread_once(&vm_once, vm_init_once);
+	mvm_lock_acquire(&mvm_vm.lock);
+	/* Whole pages of memory that is not an object mapping: anonymous memory, which
+	 * Linux can copy (DOFORK) or leave out (DONTFORK) but not share. */
+	for (uintptr_t a = start; a < end;) {
+		struct mvm_mapping *m = map_lookup(a);
+		uintptr_t b = end;
+
+		if (m != NULL) {
+			a = m->end;
+			continue;
+		}
+		for (struct mvm_mapping *x = mvm_vm.maps; x != NULL; x = x->next)
+			if (x->start > a && x->start < b)
+				b = x->start;
+		if (inheritance == VM_INHERIT_SHARE) {
+			kr = KERN_INVALID_ARGUMENT;
+			goto out;
+		}
+		a = b;
+	}
+	/* Object mappings: cut at the ends, then set. */
+	for (struct mvm_mapping *m = mvm_vm.maps; m != NULL; m = m->next) {
+		uintptr_t cut = 0;
+
+		if (start > m->start && start < m->end)
+			cut = start;
+		else if (end > m->start && end < m->end)
+			cut = end;
+		if (cut != 0) {
+			struct mvm_mapping *t = mvm__calloc(1, sizeof(*t));
+
+			if (t == NULL) {
+				kr = KERN_RESOURCE_SHORTAGE;
+				goto out;
+			}
+			*t = *m;
+			t->fork_fd = FORK_TODO;
+			if (m->fork_fd >= 0)
+				mvm__close(m->fork_fd);
+			m->fork_fd = FORK_TODO;
+			t->start = cut;
+			t->offset = m->offset + (cut - m->start);
+			m->end = cut;
+			t->next = m->next;
+			m->next = t;
+			m->obj->mappings++;
+		}
+	}
+	for (uintptr_t a = start; a < end;) {
+		struct mvm_mapping *m = map_lookup(a);
+		uintptr_t b = end;
+
+		if (m != NULL) {
+			m->inherit = inheritance;
+			b = m->end;
+		} else {
+			for (struct mvm_mapping *x = mvm_vm.maps; x != NULL; x = x->next)
+				if (x->start > a && x->start < b)
+					b = x->start;
+		}
+		if (mvm__madvise((void *)a, b - a, inheritance == VM_INHERIT_SHARE && m != NULL ?
+		    MADV_DOFORK : inheritance == VM_INHERIT_COPY && m == NULL ? MADV_DOFORK :
+		    MADV_DONTFORK) != 0)
+			kr = KERN_INVALID_ADDRESS; /* not mapped */
+		a = b;
+	}
+out:
+	mvm_lock_release(&mvm_vm.lock);
+	return kr;
 }
