@@ -88,7 +88,10 @@ static void
 regions_init(void)
 {
 	mvm_lock_init(&regions.lock, MVM_LOCKRANK_VM_REGIONS, "vm_regions");
-	vm_page_size = mvm__page_size();
+	/* Written only where the page is not 4 KiB: a program may read vm_page_size while
+	 * a machvm thread runs this. */
+	if (vm_page_size != mvm__page_size())
+		vm_page_size = mvm__page_size();
 }
 
 /* Index of the first region whose end is above addr. */
