@@ -54,7 +54,8 @@ struct conn {
 	struct mvm_peer *peer;            /* (i) OUT and IN after HELLO */
 	uint32_t refs;                    /* (i) epoll + writers */
 	bool hello;                       /* (n) the peer's HELLO was read */
-	struct conn *next;                /* (i) node.conns */
+	bool closed;                      /* (n) closed; freed after the epoll batch */
+	struct conn *next;                /* (i) node.conns; (n) node.closed_conns once closed */
 };
 
 struct mvm_frame {
@@ -73,6 +74,8 @@ struct mvm_peer {
 	struct mvm_frame *qhead, *qtail;  /* (i) frames to write, in order */
 	bool writing;                     /* (i) a thread is writing its frames */
 	bool blocked;                     /* (i) the socket was full: the node thread waits */
+	bool out_lost;                    /* (i) our connection to it failed; it is declared
+	                                     dead when its own connection to us ends */
 };
 
 struct mvm_holder {
@@ -116,6 +119,7 @@ static struct {
 	struct mvm_export *exports[NODE_HASH];   /* (i) */
 	struct mvm_remote *remotes[NODE_HASH];   /* (i) */
 	bool kick_connect;                /* (i) peers in PEER_NEW wait for the node thread */
+	struct conn *closed_conns;        /* (n) closed during the current epoll batch */
 	uid_t allowed[8];                 /* (i) users besides ours that may connect */
 	unsigned nallowed;
 	uint64_t frames_out, frames_in, bytes_out, bytes_in;  /* (i) */
@@ -175,6 +179,7 @@ mvm__node_dir(void)
 /* ---- 2. peers -------------------------------------------------------------------- */
 
 static void peer_dies(struct mvm_peer *p, struct mvm_ctx *ctx);
+static void peer_out_lost(struct mvm_peer *p, struct mvm_ctx *ctx);
 
 /* The peer (pid, inc), made if unknown (and then connected by the node thread). */
 static struct mvm_peer *
@@ -919,7 +924,7 @@ peer_flush(struct mvm_peer *p)
 	struct mvm_ctx ctx = MVM_CTX_INIT;
 
 	mvm__ipc_lock();
-	if (p->writing || p->blocked || p->state != PEER_UP || p->out == NULL) {
+	if (p->writing || p->blocked || p->out_lost || p->state != PEER_UP || p->out == NULL) {
 		mvm__ipc_unlock();
 		return;
 	}
@@ -954,7 +959,7 @@ peer_flush(struct mvm_peer *p)
 		frame_free(f); /* unlocked: it unmaps out-of-line data */
 		mvm__ipc_lock();
 		if (r != 0 && r != -ENOMEM && r != -EMSGSIZE) {
-			peer_dies(p, &ctx);
+			peer_out_lost(p, &ctx);
 			break;
 		}
 		node.bytes_out += flen;
@@ -978,7 +983,8 @@ mvm__node_flush(void)
 		n = 0;
 		mvm__ipc_lock();
 		for (struct mvm_peer *p = node.peers; p != NULL && n < 16; p = p->next)
-			if (p->qhead != NULL && !p->writing && !p->blocked && p->state == PEER_UP)
+			if (p->qhead != NULL && !p->writing && !p->blocked && !p->out_lost &&
+			    p->state == PEER_UP)
 				todo[n++] = p;
 		bool connect = node.kick_connect;
 		mvm__ipc_unlock();
@@ -1460,6 +1466,37 @@ peer_dies(struct mvm_peer *p, struct mvm_ctx *ctx)
 	kick(); /* the node thread closes its connections */
 }
 
+/*
+ * Fix (test_node_ipc, test_node_death): our connection to p failed (hang-up, write
+ * error, or no connection back to a peer that connected to us). When p also has a
+ * connection to us, what p wrote before it went is still to be read there: its last
+ * messages, and the XFER and RELEASE frames that keep the counts of its rights right.
+ * Declaring p dead now would let the node thread close that connection unread (losing
+ * the messages, and zeroing counts that p's unread XFERs would have moved to a third
+ * node: a premature no-senders). So p is declared dead when its own connection ends
+ * (conn_lost on it); meanwhile nothing more is written to p.
+ */
+static bool
+peer_has_in(struct mvm_peer *p)
+{
+	for (struct conn *c = node.conns; c != NULL; c = c->next)
+		if (c->kind == CONN_IN && c->peer == p) /* peer is set once its HELLO passed */
+			return true;
+	return false;
+}
+
+static void
+peer_out_lost(struct mvm_peer *p, struct mvm_ctx *ctx)
+{
+	if (p->state == PEER_DEAD)
+		return;
+	if (!peer_has_in(p)) {
+		peer_dies(p, ctx);
+		return;
+	}
+	p->out_lost = true;
+}
+
 /* ---- 9. the node thread ------------------------------------------------------------------ */
 
 static struct conn *
@@ -1580,7 +1617,7 @@ connect_peers(void)
 				mvm__close(fd);
 			mvm__ipc_lock();
 			p->state = PEER_UP; /* so that peer_dies does its work */
-			peer_dies(p, &ctx);
+			peer_out_lost(p, &ctx);
 			mvm__ipc_unlock();
 			mvm__ctx_finish(&ctx);
 			continue;
@@ -1606,10 +1643,7 @@ conn_close(struct conn *c)
 	bool busy = c->refs > 1;
 	c->refs--;
 	mvm__ipc_unlock();
-	if (!busy) {
-		mvm__close(c->fd);
-		mvm__free(c);
-	} else {
+	if (busy) {
 		/* Rare: wait for the writer to finish its one sendmsg. */
 		for (;;) {
 			mvm__ipc_lock();
@@ -1619,9 +1653,17 @@ conn_close(struct conn *c)
 				break;
 			sched_yield();
 		}
-		mvm__close(c->fd);
-		mvm__free(c);
 	}
+	mvm__close(c->fd);
+	/*
+	 * Fix (test_node_death under TSan: heap-use-after-free in node_main): the current
+	 * epoll batch may still hold an event for c (reap_dead closes the connections of a
+	 * peer whose events come later in the batch). node_main frees it after the batch
+	 * and skips the events of closed connections.
+	 */
+	c->closed = true;
+	c->next = node.closed_conns;
+	node.closed_conns = c;
 }
 
 static void
@@ -1631,7 +1673,10 @@ conn_lost(struct conn *c)
 
 	if (c->peer != NULL) {
 		mvm__ipc_lock();
-		peer_dies(c->peer, &ctx);
+		if (c->kind == CONN_IN)
+			peer_dies(c->peer, &ctx); /* all it wrote has been read */
+		else
+			peer_out_lost(c->peer, &ctx);
 		mvm__ipc_unlock();
 		mvm__ctx_finish(&ctx);
 	}
@@ -1778,6 +1823,19 @@ conn_read(struct conn *c, uint8_t *rx)
 		keep = false; /* nothing but the HELLO reply comes back on our connection */
 		goto out;
 	}
+	/*
+	 * Fix (test_node_forge): a peer declared dead has had its rights destroyed and its
+	 * counts zeroed; a frame from it now (on a second connection, or after we gave up on
+	 * it) would count again (a RELEASE driving a count negative keeps the port's
+	 * no-senders from ever coming) or deliver a message from an incarnation that is over.
+	 */
+	mvm__ipc_lock();
+	bool from_dead = c->peer->state == PEER_DEAD;
+	mvm__ipc_unlock();
+	if (from_dead) {
+		keep = false;
+		goto out;
+	}
 	switch (h.type) {
 	case MVM_WF_MSG: {
 		struct mvm_ctx ctx = MVM_CTX_INIT;
@@ -1854,6 +1912,8 @@ node_main(void *arg)
 		for (int i = 0; i < n; i++) {
 			struct conn *c = ev[i].data.ptr;
 
+			if (c->closed)
+				continue; /* closed earlier in this batch */
 			switch (c->kind) {
 			case CONN_LISTEN: {
 				int fd = mvm__accept(c->fd);
@@ -1908,6 +1968,12 @@ node_main(void *arg)
 			default:
 				break;
 			}
+		}
+		while (node.closed_conns != NULL) {
+			struct conn *c = node.closed_conns;
+
+			node.closed_conns = c->next;
+			mvm__free(c);
 		}
 	}
 	return NULL;
