@@ -553,6 +553,12 @@ receive_out(struct mvm_port *port, struct ship *s, struct mvm_wref *w, struct mv
 	wref_out(req, s, &extra[(*nextra)++], NULL, NULL, ctx);
 	if (req.port != NULL)
 		mvm__sonce_release_used(req.port);
+	/* The token other nodes know it by, if any: a node that holds a proxy of it takes
+	 * the receive right into that proxy, so the port keeps one name there. */
+	memset(&extra[*nextra], 0, sizeof(extra[*nextra]));
+	if (port->export != NULL)
+		memcpy(extra[*nextra].token, port->export->token, 16);
+	(*nextra)++;
 	if ((r = remote_attach(port, s->to, t2)) == NULL) {
 		/* No memory for the proxy: the port dies here and the new owner gets a port
 		 * nobody else can reach. Rare enough; never a crash. */
@@ -662,7 +668,7 @@ mvm__node_ship(struct mvm_kmsg *k, struct mvm_ctx *ctx)
 	for (uint32_t i = 0; i < k->nports; i++)
 		if (k->ports[i].type == MACH_MSG_TYPE_PORT_RECEIVE && MVM_PORT_VALID(k->ports[i].port))
 			nrecv++;
-	len = sizeof(*wm) + (size_t)(k->nports + 2 * nrecv) * sizeof(struct mvm_wref) +
+	len = sizeof(*wm) + (size_t)(k->nports + MVM_WR_EXTRA * nrecv) * sizeof(struct mvm_wref) +
 	    (size_t)k->nool * sizeof(struct mvm_wool);
 	if ((f = mvm__calloc(1, sizeof(*f))) == NULL || (wm = mvm__calloc(1, len)) == NULL ||
 	    (nrecv > 0 && (s.fwd = mvm__calloc(nrecv, sizeof(*s.fwd))) == NULL)) {
@@ -673,7 +679,7 @@ mvm__node_ship(struct mvm_kmsg *k, struct mvm_ctx *ctx)
 	}
 	refs = (struct mvm_wref *)(wm + 1);
 	extra = refs + k->nports;
-	wool = (struct mvm_wool *)(extra + 2 * nrecv);
+	wool = (struct mvm_wool *)(extra + MVM_WR_EXTRA * nrecv);
 	wm->h.magic = MVM_WIRE_MAGIC;
 	wm->h.type = MVM_WF_MSG;
 	wm->size = k->size;
@@ -1054,11 +1060,16 @@ mvm__wire_check_msg(const void *buf, size_t len, unsigned nfds)
 		    refs[i].type != MACH_MSG_TYPE_PORT_SEND && refs[i].type != MACH_MSG_TYPE_PORT_SEND_ONCE)
 			return MACH_SEND_INVALID_RIGHT;
 	}
-	if (wm->nextra != 2 * recv)
+	if (wm->nextra != MVM_WR_EXTRA * recv)
 		return MACH_SEND_INVALID_RIGHT;
 	for (uint32_t i = 0; i < wm->nextra; i++) {
 		const struct mvm_wref *x = &refs[wm->nports + i];
 
+		if (i % MVM_WR_EXTRA == 2) {
+			if (x->kind != MVM_WR_NULL) /* carries the old token only */
+				return MACH_SEND_INVALID_RIGHT;
+			continue;
+		}
 		if (x->kind > MVM_WR_NODE || (x->kind >= MVM_WR_YOURS &&
 		    x->type != MACH_MSG_TYPE_PORT_SEND_ONCE))
 			return MACH_SEND_INVALID_RIGHT;
@@ -1169,12 +1180,35 @@ wref_in(const struct mvm_wref *w, const struct mvm_wref *extra, struct mvm_peer 
 		return kp;
 	case MVM_WR_RECEIVE: {
 		struct mvm_kport req;
+		struct mvm_remote *old = token_zero(extra[2].token) ? NULL :
+		    remote_find(from, extra[2].token);
+		int64_t so = (int64_t)w->aux;
 
-		if ((port = mvm__port_alloc()) == NULL) {
+		if (old != NULL && old->port != NULL && old->port->active &&
+		    old->port->export == NULL && export_find(w->token) == NULL) {
+			/*
+			 * We hold a proxy of this very port: it becomes the port, and our names
+			 * for it now carry the receive right too, as in Mach. Our credits and
+			 * registration at the old owner (now a forwarder to us) go back; the
+			 * send-once rights we held through the proxy are ours now, not its.
+			 */
+			port = old->port;
+			remote_unhash(old);
+			port->remote = NULL;
+			if (old->credits != 0)
+				queue_ctl(from, MVM_WF_RELEASE, old->token, (uint64_t)old->credits, NULL, ctx);
+			queue_ctl(from, MVM_WF_UNREGISTER, old->token, 0, NULL, ctx);
+			mvm__free(old);
+			mvm__port_ref(port); /* the message's reference */
+			so -= (int64_t)port->sorights;
+			if (so < 0)
+				so = 0;
+		} else if ((port = mvm__port_alloc()) == NULL) {
 			kp.port = MVM_PORT_DEAD;
 			return kp;
+		} else {
+			mvm_ipc.ports++;
 		}
-		mvm_ipc.ports++;
 		if (export_find(w->token) != NULL || (e = export_make(port, w->token)) == NULL ||
 		    (h = holder(e, from)) == NULL) {
 			/* A token clash (forged) or no memory: the right dies here. */
@@ -1183,7 +1217,7 @@ wref_in(const struct mvm_wref *w, const struct mvm_wref *extra, struct mvm_peer 
 			return kp;
 		}
 		h->v = 1;                   /* the forwarder's send right */
-		h->so = (int64_t)w->aux;    /* send-once rights that reach us through it */
+		h->so = so;                 /* send-once rights that reach us through it */
 		h->registered = true;
 		export_settle(e, ctx);
 		req = wref_in(&extra[0], NULL, from, ctx);
@@ -1288,7 +1322,7 @@ msg_drop(const struct mvm_wmsg *wm, struct mvm_peer *from, struct mvm_ctx *ctx)
 		mvm__kport_release(wref_in(&refs[i], refs[i].kind == MVM_WR_RECEIVE ? &extra[xi] : NULL,
 		    from, ctx), ctx);
 		if (refs[i].kind == MVM_WR_RECEIVE)
-			xi += 2;
+			xi += MVM_WR_EXTRA;
 	}
 	if (e != NULL && wm->dest.type == MACH_MSG_TYPE_PORT_SEND_ONCE) {
 		struct mvm_holder *h = holder(e, from);
@@ -1314,7 +1348,7 @@ msg_deliver(const struct mvm_wmsg *wm, struct mvm_kmsg *k, struct mvm_peer *from
 		k->ports[i] = wref_in(&refs[i], refs[i].kind == MVM_WR_RECEIVE ? &extra[xi] : NULL,
 		    from, ctx);
 		if (refs[i].kind == MVM_WR_RECEIVE)
-			xi += 2;
+			xi += MVM_WR_EXTRA;
 	}
 	if (e == NULL || !e->port->active) {
 		/* No such port (any more), or a forged token: never delivered; the sender's
@@ -1931,6 +1965,9 @@ node_main(void *arg)
 				(void)mvm__read(c->fd, &v, sizeof(v));
 				connect_peers();
 				reap_dead();
+				/* Frames queued where no context could carry the flush (a proxy freed
+				 * by mvm__port_release queues its UNREGISTER). */
+				mvm__node_flush();
 				/* Peers whose socket was full: wait for room. */
 				mvm__ipc_lock();
 				for (struct mvm_peer *p = node.peers; p != NULL; p = p->next) {
@@ -2010,6 +2047,29 @@ make_dir(char *dir, size_t len)
 	return KERN_SUCCESS;
 }
 
+/*
+ * A child forked by a process whose node had started must not speak for the parent: it
+ * closes every descriptor of the node (so that the parent's peers see the parent's
+ * death, not a child holding its sockets) and can never start a node of its own (its
+ * space still holds the parent's proxies; they behave as dead). Runs single-threaded.
+ */
+static void
+node_atfork_child(void)
+{
+	for (struct conn *c = node.conns; c != NULL; c = c->next)
+		(void)close(c->fd);
+	node.conns = NULL;
+	for (struct mvm_peer *p = node.peers; p != NULL; p = p->next) {
+		p->state = PEER_DEAD;
+		p->out = NULL;
+		p->qhead = p->qtail = NULL;   /* their memory is the parent's business now */
+		p->writing = false;
+	}
+	node.listen_fd = node.epfd = node.evfd = -1;
+	node.started = false;
+	node.start_error = KERN_FAILURE;
+}
+
 static void
 node_start_once(void)
 {
@@ -2053,6 +2113,7 @@ node_start_once(void)
 		return;
 	}
 	pthread_detach(node.thread);
+	(void)pthread_atfork(NULL, NULL, node_atfork_child);
 	mvm__ipc_lock();
 	node.started = true;
 	mvm__ipc_unlock();
@@ -2189,4 +2250,79 @@ mvm__node_export_name(mach_port_t name, uint8_t token[16])
 	memcpy(token, e->token, 16);
 	mvm__ipc_unlock();
 	return KERN_SUCCESS;
+}
+
+/* ---- 11. frames from nowhere (fuzzing) -------------------------------------------------- */
+
+bool
+mvm__node_inject_frame(const void *buf, size_t len, uint32_t pid, uint64_t inc)
+{
+	struct mvm_ctx ctx = MVM_CTX_INIT;
+	struct mvm_peer *from;
+	struct mvm_whdr h;
+	bool ok = true;
+
+	mvm__ipc_init();
+	if (len < sizeof(h))
+		return false;
+	memcpy(&h, buf, sizeof(h));
+	if (h.magic != MVM_WIRE_MAGIC || h.len != len || (h.flags & MVM_WF_BIG))
+		return false;
+	mvm__ipc_lock();
+	from = peer_get(pid, inc);
+	mvm__ipc_unlock();
+	if (from == NULL)
+		return false;
+	if (h.type == MVM_WF_MSG) {
+		struct mvm_kmsg *k;
+
+		if (mvm__wire_check_msg(buf, len, 0) != MACH_MSG_SUCCESS)
+			return false;
+		k = msg_build(buf, len, NULL, 0);
+		mvm__ipc_lock();
+		if (k != NULL)
+			msg_deliver(buf, k, from, &ctx);
+		else
+			msg_drop(buf, from, &ctx);
+		mvm__ipc_unlock();
+	} else if (h.type >= MVM_WF_REGISTER && h.type <= MVM_WF_DEATH && len == sizeof(struct mvm_wctl)) {
+		struct mvm_wctl c;
+
+		memcpy(&c, buf, sizeof(c));
+		mvm__ipc_lock();
+		ctl_deliver(&c, from, &ctx);
+		mvm__ipc_unlock();
+	} else {
+		ok = false;
+	}
+	mvm__ctx_finish(&ctx);
+	return ok;
+}
+
+void
+mvm__node_forget_peers(void)
+{
+	struct mvm_ctx ctx = MVM_CTX_INIT;
+
+	mvm__ipc_init();
+	mvm__ipc_lock();
+	for (struct mvm_peer *p = node.peers; p != NULL; p = p->next)
+		peer_dies(p, &ctx);
+	/* Nothing refers to a dead peer any more (proxies died, holders were dropped),
+	 * unless a connection does: keep those. */
+	for (struct mvm_peer **pp = &node.peers; *pp != NULL;) {
+		struct mvm_peer *p = *pp;
+		bool used = false;
+
+		for (struct conn *c = node.conns; c != NULL; c = c->next)
+			used |= c->peer == p;
+		if (used) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		mvm__free(p);
+	}
+	mvm__ipc_unlock();
+	mvm__ctx_finish(&ctx);
 }

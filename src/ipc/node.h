@@ -81,9 +81,13 @@ enum mvm_wref_kind {
 	MVM_WR_YOURS,                     /* a port the receiving node owns: token */
 	MVM_WR_NODE,                      /* a port node (pid, inc) owns: token */
 	MVM_WR_RECEIVE,                   /* a receive right moving to the receiver, new token;
-	                                     aux = send-once rights outstanding; followed by two
-	                                     extra refs: its no-senders and port-destroyed requests */
+	                                     aux = send-once rights outstanding; followed by
+	                                     MVM_WR_EXTRA extra refs: its no-senders and
+	                                     port-destroyed requests, and a NULL ref whose
+	                                     token is the one the port had (or zeros) */
 };
+
+#define MVM_WR_EXTRA 3
 
 struct mvm_wref {
 	uint8_t kind;
@@ -148,6 +152,14 @@ const char *mvm__node_dir(void);
 kern_return_t mvm__node_proxy_for(uint32_t pid, uint64_t inc, const uint8_t token[16],
     mach_port_t *name);
 kern_return_t mvm__node_export_name(mach_port_t name, uint8_t token[16]);
+
+/*
+ * For fuzzing and tests: handle one frame (not BIG, no descriptors) as if node (pid, inc)
+ * had sent it (false: refused as a protocol error); make every known node die and forget
+ * those nothing refers to.
+ */
+bool mvm__node_inject_frame(const void *buf, size_t len, uint32_t pid, uint64_t inc);
+void mvm__node_forget_peers(void);
 uint64_t mvm__node_inc(void);
 
 #endif /* MVM_IPC_NODE_H */

@@ -29,10 +29,9 @@
  *                          the object: a page not read yet faults with SIGBUS
  *                          (BUS_OBJERR) rather than hang; a page read before still reads.
  *   terminate_reaches_manager: the mapper unmaps and stays alive; the manager must see
- *                          the kernel go (memory_object_terminate). Known to fail with the
- *                          node layer of commit 4416028, which gives a receive right that
- *                          arrives in a process holding a proxy for the same port a new
- *                          name (see the test); it runs when MVM_TEST_KNOWN_BUGS=1.
+ *                          the kernel go (memory_object_terminate moves the control port's
+ *                          receive right to the manager, which holds a proxy of it: the
+ *                          right must arrive under the name init gave).
  * Every test ends with the test process quiescent.
  *
  * The name service's runtime directory is a fresh temporary directory
@@ -460,16 +459,11 @@ manager_dies(void **state)
 static void
 terminate_reaches_manager(void **state)
 {
-	const char *known = getenv("MVM_TEST_KNOWN_BUGS");
 	struct fixture f;
 	struct helper b;
 
 	(void)state;
 	test_begin();
-	if (known == NULL || strcmp(known, "1") != 0) {
-		print_message("skipped: a known bug of the node layer (MVM_TEST_KNOWN_BUGS=1 runs it)\n");
-		skip();
-	}
 	fixture_make(&f, "np.term", true);
 	helper_start(&b, "--map", f.name, f.path);
 	assert_int_equal(helper_reply(&b), 'W');
