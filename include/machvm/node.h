@@ -39,6 +39,7 @@ struct mvm_node_stats {
 	uint64_t proxies;         /* ports of other nodes we hold rights to */
 	uint64_t frames_out, frames_in;   /* messages sent to / received from other nodes */
 	uint64_t bytes_out, bytes_in;
+	uint64_t proxies_idle;    /* proxies without rights kept briefly for reuse */
 };
 
 MVM_EXTERN kern_return_t mvm_node_stats(struct mvm_node_stats *st);

@@ -117,7 +117,7 @@ mvm__ctx_finish(struct mvm_ctx *ctx)
 	for (int i = 0; i < ctx->nwake; i++)
 		mvm__futex_wake(ctx->wake[i], 1);
 	ctx->nwake = 0;
-	if (ctx->node_flush) {
+	if (ctx->node_flush || mvm__node_flush_pending()) {
 		ctx->node_flush = false;
 		mvm__node_flush();
 	}

@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <machvm/node.h>
@@ -101,7 +103,23 @@ struct mvm_remote {
 	uint8_t token[16];                /* (c) */
 	struct mvm_port *port;            /* (i) not referenced: cleared when the port goes */
 	int64_t credits;                  /* (i) send-right credits the owner counts for us */
+	bool idle;                        /* (i) no right left: kept in node.idle for reuse */
+	bool no_cache;                    /* (i) being evicted: free it for good */
+	uint64_t idle_since;              /* (i) ms, CLOCK_MONOTONIC */
+	struct mvm_remote *inext, *iprev; /* (i) node.idle, oldest first */
 };
+
+/*
+ * Idle proxies. A server that answers through send-once reply ports makes and drops a
+ * proxy for every request; registering it with its owner and unregistering it each time
+ * costs two control frames (and their wake-ups) per round trip. So a proxy whose last
+ * right goes is kept, still registered, holding one reference, for IDLE_MS, and reused
+ * if a right to the same port arrives meanwhile; the node thread drops older ones, and
+ * at most IDLE_MAX are kept. An idle proxy holds no right: it is not counted by
+ * mvm_node_stats' proxies, nor by the quiescence check.
+ */
+#define IDLE_MAX 64
+#define IDLE_MS 200
 
 #define NODE_HASH 1024u
 
@@ -109,6 +127,9 @@ static struct {
 	pthread_once_t once;
 	bool started;                     /* (i) */
 	kern_return_t start_error;
+	struct mvm_remote *idle_head, *idle_tail; /* (i) idle proxies, oldest first */
+	unsigned nidle;                   /* (i) written, (a) read */
+	_Atomic bool flush_pending;       /* frames queued where no context could carry it */
 	uint32_t pid;
 	uint64_t inc;
 	char dir[108];
@@ -358,6 +379,71 @@ remote_unhash(struct mvm_remote *r)
 static void queue_ctl(struct mvm_peer *p, int type, const uint8_t token[16], uint64_t n,
     struct mvm_peer *to, struct mvm_ctx *ctx);
 
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+idle_remove(struct mvm_remote *r)
+{
+	if (r->iprev != NULL)
+		r->iprev->inext = r->inext;
+	else
+		node.idle_head = r->inext;
+	if (r->inext != NULL)
+		r->inext->iprev = r->iprev;
+	else
+		node.idle_tail = r->iprev;
+	r->inext = r->iprev = NULL;
+	r->idle = false;
+	__atomic_sub_fetch(&node.nidle, 1, __ATOMIC_RELAXED);
+}
+
+/* Drop an idle proxy for good (it unregisters from its owner). */
+static void
+idle_evict(struct mvm_remote *r)
+{
+	struct mvm_port *port = r->port;
+
+	idle_remove(r);
+	r->no_cache = true;
+	mvm__port_release(port); /* the cache's reference: the proxy is freed */
+}
+
+/* The proxy's last reference went: keep it idle (true) or let it be freed. */
+bool
+mvm__node_proxy_idle(struct mvm_port *port)
+{
+	struct mvm_remote *r = port->remote;
+
+	if (r->no_cache || !port->active || r->owner->state == PEER_DEAD || !node.started)
+		return false;
+	port->refs = 1;
+	r->idle = true;
+	r->idle_since = now_ms();
+	r->inext = NULL;
+	r->iprev = node.idle_tail;
+	if (node.idle_tail != NULL)
+		node.idle_tail->inext = r;
+	else
+		node.idle_head = r;
+	node.idle_tail = r;
+	if (__atomic_add_fetch(&node.nidle, 1, __ATOMIC_RELAXED) > IDLE_MAX)
+		idle_evict(node.idle_head);
+	return true;
+}
+
+uint64_t
+mvm__node_idle_proxies(void)
+{
+	return __atomic_load_n(&node.nidle, __ATOMIC_RELAXED);
+}
+
 /* Attach a remote record to `port`, making it a proxy of (owner, token). */
 static struct mvm_remote *
 remote_attach(struct mvm_port *port, struct mvm_peer *owner, const uint8_t t[16])
@@ -386,7 +472,10 @@ proxy_get(struct mvm_peer *owner, const uint8_t t[16], struct mvm_ctx *ctx)
 	if (owner->state == PEER_DEAD)
 		return MVM_PORT_DEAD;
 	if ((r = remote_find(owner, t)) != NULL && r->port != NULL && r->port->active) {
-		mvm__port_ref(r->port);
+		if (r->idle)
+			idle_remove(r); /* the cache's reference becomes the caller's */
+		else
+			mvm__port_ref(r->port);
 		return r->port;
 	}
 	if ((port = mvm__port_alloc()) == NULL)
@@ -423,9 +512,10 @@ mvm__node_proxy_free(struct mvm_port *port)
 	remote_unhash(r);
 	if (r->owner->state != PEER_DEAD) {
 		/* Called from mvm__port_release, which has no context to carry the flush:
-		 * the node thread writes the frame (an eventfd write does not block). */
+		 * the caller's mvm__ctx_finish (every IPC path ends with one) or the node
+		 * thread writes it. */
 		queue_ctl(r->owner, MVM_WF_UNREGISTER, r->token, 0, NULL, &ctx);
-		kick();
+		atomic_store_explicit(&node.flush_pending, true, memory_order_relaxed);
 	}
 	mvm__free(r);
 }
@@ -435,13 +525,18 @@ static void
 proxy_dies(struct mvm_remote *r, struct mvm_ctx *ctx)
 {
 	struct mvm_port *port = r->port;
+	bool was_idle = r->idle;
 
+	if (was_idle)
+		idle_remove(r);
 	remote_unhash(r);
 	if (port != NULL) {
 		port->remote = NULL;
 		mvm__port_ref(port);
 		mvm__port_die(port, ctx);
 		mvm__port_release(port);
+		if (was_idle)
+			mvm__port_release(port); /* the cache's reference */
 	}
 	mvm__free(r);
 }
@@ -811,7 +906,7 @@ frame_write(int sock, struct mvm_frame *f)
 			wool[i].fd = MVM_WOOL_INLINE;
 			if (wool[i].is_ports || wool[i].len == 0)
 				continue;
-			if (wool[i].len >= mvm__page_size() && nfds < MVM_WIRE_FDS_MAX) {
+			if (wool[i].len >= MVM_WIRE_MEMFD_MIN && nfds < MVM_WIRE_FDS_MAX) {
 				const void *part = (uint8_t *)k->ool[i].addr + k->ool[i].data_off;
 				size_t plen = (size_t)wool[i].len;
 				int fd = sealed_memfd(&part, &plen, 1, k->ool[i].map_len, k->ool[i].data_off);
@@ -979,12 +1074,19 @@ peer_flush(struct mvm_peer *p)
 		kick();
 }
 
+bool
+mvm__node_flush_pending(void)
+{
+	return atomic_load_explicit(&node.flush_pending, memory_order_relaxed);
+}
+
 void
 mvm__node_flush(void)
 {
 	struct mvm_peer *todo[16];
 	unsigned n;
 
+	atomic_store_explicit(&node.flush_pending, false, memory_order_relaxed);
 	for (;;) {
 		n = 0;
 		mvm__ipc_lock();
@@ -1193,6 +1295,10 @@ wref_in(const struct mvm_wref *w, const struct mvm_wref *extra, struct mvm_peer 
 			 * send-once rights we held through the proxy are ours now, not its.
 			 */
 			port = old->port;
+			if (old->idle) {
+				idle_remove(old); /* its reference becomes the message's */
+				mvm__port_release(port); /* balanced by the reference below */
+			}
 			remote_unhash(old);
 			port->remote = NULL;
 			if (old->credits != 0)
@@ -1931,6 +2037,23 @@ out:
 	return keep;
 }
 
+/* Drop proxies idle for IDLE_MS (node thread). */
+static void
+expire_idle(void)
+{
+	uint64_t now = now_ms();
+	bool any = false;
+
+	mvm__ipc_lock();
+	while (node.idle_head != NULL && now - node.idle_head->idle_since >= IDLE_MS) {
+		idle_evict(node.idle_head);
+		any = true;
+	}
+	mvm__ipc_unlock();
+	if (any)
+		mvm__node_flush();
+}
+
 static void *
 node_main(void *arg)
 {
@@ -1941,7 +2064,9 @@ node_main(void *arg)
 		return NULL;
 	for (;;) {
 		struct epoll_event ev[16];
-		int n = mvm__epoll_wait(node.epfd, ev, 16, -1);
+		int n = mvm__epoll_wait(node.epfd, ev, 16, mvm__node_idle_proxies() > 0 ? IDLE_MS / 2 : -1);
+
+		expire_idle();
 
 		for (int i = 0; i < n; i++) {
 			struct conn *c = ev[i].data.ptr;
@@ -2169,7 +2294,10 @@ mvm_node_stats(struct mvm_node_stats *st)
 		for (struct mvm_export *e = node.exports[b]; e != NULL; e = e->hnext)
 			st->exports++;
 		for (struct mvm_remote *r = node.remotes[b]; r != NULL; r = r->hnext)
-			st->proxies++;
+			if (r->idle)
+				st->proxies_idle++;
+			else
+				st->proxies++;
 	}
 	st->frames_out = node.frames_out;
 	st->frames_in = node.frames_in;

@@ -36,6 +36,13 @@
 #define MVM_WIRE_INLINE_MAX (48u << 10)  /* larger frames travel in a sealed memfd */
 #define MVM_WIRE_FRAME_MAX (1u << 30)
 #define MVM_WIRE_FDS_MAX 250u
+/*
+ * Out-of-line regions from this size travel as sealed memfds (no copy at the receiver);
+ * smaller ones are copied into the frame: below about 16 pages, memfd_create, ftruncate,
+ * sealing, mmap and munmap cost more than copying the bytes (bench_node, page faults
+ * served across processes: 42 us per fault with one memfd per page).
+ */
+#define MVM_WIRE_MEMFD_MIN (64u << 10)
 
 enum mvm_wire_type {
 	MVM_WF_HELLO = 1,         /* first frame on every connection, both ways */
@@ -134,6 +141,9 @@ mach_msg_return_t mvm__wire_check_msg(const void *buf, size_t len, unsigned nfds
 void mvm__node_ship(struct mvm_kmsg *kmsg, struct mvm_ctx *ctx);     /* dest is a proxy */
 void mvm__node_proxy_unsent(struct mvm_port *port, struct mvm_ctx *ctx); /* srights hit 0 */
 void mvm__node_proxy_free(struct mvm_port *port);                     /* refs hit 0 */
+bool mvm__node_proxy_idle(struct mvm_port *port);   /* refs hit 0: keep it idle? */
+uint64_t mvm__node_idle_proxies(void);              /* idle proxies kept (a read) */
+bool mvm__node_flush_pending(void);                 /* frames wait for a flush */
 void mvm__node_export_dies(struct mvm_port *port, struct mvm_ctx *ctx);
 
 /* Without any lock: write what was queued for other nodes. */

@@ -43,8 +43,11 @@ mvm__port_release(struct mvm_port *port)
 	MVM_ASSERT_LOCKED(&mvm_ipc.lock);
 	if (--port->refs > 0)
 		return;
-	if (port->remote != NULL)
+	if (port->remote != NULL) {
+		if (mvm__node_proxy_idle(port))
+			return; /* kept for reuse, with one reference */
 		mvm__node_proxy_free(port);
+	}
 	/* Nothing points here any more: the receive right is gone, so is every right. */
 	mvm__free(port);
 	mvm_ipc.ports--;

@@ -19,6 +19,7 @@
 
 #include <machvm/ipc.h>
 #include "ipc/ipc.h"
+#include "ipc/node.h"
 #include "vm/vm_kern.h"
 #include "sys/sys.h"
 
@@ -301,6 +302,8 @@ quiescent_once(char *buf, size_t len)
 	rs = __atomic_load_n(&reserved_psets, __ATOMIC_RELAXED);
 	mvm__vm_alive(&objects, &mappings);
 	names = s.names - (s.names >= rn ? rn : 0);
+	/* Idle proxies of ports in other processes hold no right (see src/ipc/node.c). */
+	rp += mvm__node_idle_proxies();
 	ports = s.ports - (s.ports >= rp ? rp : 0);
 	psets = s.port_sets - (s.port_sets >= rs ? rs : 0);
 	/* The calling thread's MIG reply port is kept on purpose. */
