@@ -915,6 +915,35 @@ map_sigbus(int sig, siginfo_t *si, void *uctx)
 	siglongjmp(map_jb, 1);
 }
 
+/*
+ * Read every page of the mapping at addr in order, hashing size bytes. A SIGBUS (the
+ * manager did not supply a page) ends the read with 1. Apart from the setjmp, in its own
+ * function: few locals live across it.
+ */
+static int
+read_mapping(const char *name, vm_address_t addr, uint64_t size, struct sha256 *sh, double *secs)
+{
+	size_t ps = (size_t)vm_page_size;
+	double t0 = now_s();
+
+	if (sigsetjmp(map_jb, 1) != 0) {
+		map_reading = 0;
+		fprintf(stderr, "machvm map: %s: SIGBUS at offset %#llx: the manager did not "
+		    "supply the page\n", name, (unsigned long long)((uintptr_t)map_bus_addr - addr));
+		return 1;
+	}
+	map_reading = 1;
+	/* Page by page, in order: every page is read through the mapping. */
+	for (uint64_t off = 0; off < size; off += ps) {
+		size_t n = size - off < ps ? (size_t)(size - off) : ps;
+
+		sha256_update(sh, (const void *)(addr + off), n);
+	}
+	map_reading = 0;
+	*secs = now_s() - t0;
+	return 0;
+}
+
 static int
 cmd_map(int argc, char **argv)
 {
@@ -930,8 +959,7 @@ cmd_map(int argc, char **argv)
 	uint8_t digest[SHA256_DIGEST_LEN];
 	char hex[SHA256_HEX_LEN];
 	struct sha256 sh;
-	volatile double t0 = 0; /* read after a siglongjmp */
-	double t1 = 0;
+	double secs = 0;
 	kern_return_t kr;
 
 	for (int i = 0; i < argc; i++) {
@@ -1002,31 +1030,15 @@ cmd_map(int argc, char **argv)
 			goto out;
 		}
 		(void)mvm_vm_object_set_cluster(obj, 16);
-		t0 = now_s();
-		if (sigsetjmp(map_jb, 1) != 0) {
-			map_reading = 0;
-			fprintf(stderr, "machvm map: %s: SIGBUS at offset %#llx: the manager did not "
-			    "supply the page\n", name,
-			    (unsigned long long)((uintptr_t)map_bus_addr - addr));
-			/* The mapping stays: after a SIGBUS it is the kernel's to clean up. */
-			goto out;
-		}
-		map_reading = 1;
-		/* Page by page, in order: every page is read through the mapping. */
-		for (uint64_t off = 0; off < size; off += ps) {
-			size_t n = size - off < ps ? (size_t)(size - off) : ps;
-
-			sha256_update(&sh, (const void *)(addr + off), n);
-		}
-		map_reading = 0;
-		t1 = now_s();
+		if (read_mapping(name, addr, size, &sh, &secs) != 0)
+			goto out; /* the mapping stays: after a SIGBUS it is the kernel's to clean up */
 	}
 	sha256_final(&sh, digest);
 	sha256_hex(digest, hex);
 	if (maplen > 0)
 		say("machvm map: %s: %llu pages read through the mapping in %.3f s (%.1f MB/s)\n",
-		    name, (unsigned long long)(maplen / ps), t1 - t0,
-		    t1 > t0 ? (double)size / (t1 - t0) / 1e6 : 0.0);
+		    name, (unsigned long long)(maplen / ps), secs,
+		    secs > 0 ? (double)size / secs / 1e6 : 0.0);
 	printf("size %llu\nsha256 %s\n", (unsigned long long)size, hex);
 	if (maplen > 0) {
 		print_stats(obj, NULL);
