@@ -1521,7 +1521,9 @@ ctl_deliver(const struct mvm_wctl *c, struct mvm_peer *from, struct mvm_ctx *ctx
 		break;
 	case MVM_WF_RELEASE:
 		if ((h = holder(e, from)) != NULL)
-			h->v -= (int64_t)c->n;
+			/* Wrapping, as the counts are: a hostile n corrupts only the count of
+			 * the node that sent it (see "Known limits" in DESIGN.md). */
+			h->v = (int64_t)((uint64_t)h->v - c->n);
 		break;
 	case MVM_WF_XFER:
 	case MVM_WF_SOXFER:
