@@ -9,6 +9,9 @@
  *   machvm serve file PATH --name NAME [--readonly]
  *                       serve PATH with the file pager to other processes under NAME
  *                       (and NAME.info, which answers the size), until SIGINT/SIGTERM
+ *   machvm serve shm --name NAME --size SIZE
+ *                       serve a zero-filled object of SIZE bytes that many processes
+ *                       map coherently (the shm pager), likewise
  *   machvm map NAME [--size N]
  *                       map the object NAME names, read every page through the mapping,
  *                       print its size and SHA-256
@@ -718,22 +721,34 @@ cmd_serve(int argc, char **argv)
 	netname_name_t iname;
 	struct stop_args sa;
 	struct mvm_pager *pager = NULL;
+	struct mvm_shm_pager *shm = NULL;
 	struct mvm_pager_stats ps;
+	struct mvm_shm_pager_stats ss;
 	mach_port_t obj = MACH_PORT_NULL, info = MACH_PORT_NULL;
 	pthread_t stopper;
 	struct stat st;
-	int readonly = 0, rc = 1, in_obj = 0, in_info = 0;
-	uint64_t infos = 0, syncs = 0;
+	int readonly = 0, rc = 1, in_obj = 0, in_info = 0, is_shm;
+	uint64_t infos = 0, syncs = 0, shm_size = 0;
 	kern_return_t kr;
 
-	if (argc < 1 || strcmp(argv[0], "file") != 0) {
+	if (argc < 1 || (strcmp(argv[0], "file") != 0 && strcmp(argv[0], "shm") != 0)) {
 		fprintf(stderr, "machvm serve: what? (machvm serve file PATH --name NAME "
-		    "[--readonly])\n");
+		    "[--readonly], machvm serve shm --name NAME --size SIZE)\n");
 		return 2;
 	}
+	is_shm = strcmp(argv[0], "shm") == 0;
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--readonly") == 0)
+		if (strcmp(argv[i], "--readonly") == 0 && !is_shm)
 			readonly = 1;
+		else if (is_shm && ((strcmp(argv[i], "--size") == 0 && i + 1 < argc) ||
+		    strncmp(argv[i], "--size=", 7) == 0)) {
+			const char *v = argv[i][6] == '=' ? argv[i] + 7 : argv[++i];
+
+			if (!parse_size(v, &shm_size) || shm_size == 0) {
+				fprintf(stderr, "machvm serve: bad size %s\n", v);
+				return 2;
+			}
+		}
 		else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
 			name = argv[++i];
 		else if (strncmp(argv[i], "--name=", 7) == 0)
@@ -741,14 +756,20 @@ cmd_serve(int argc, char **argv)
 		else if (argv[i][0] == '-') {
 			fprintf(stderr, "machvm serve: unknown option %s (try machvm --help)\n", argv[i]);
 			return 2;
-		} else if (path == NULL)
+		} else if (path == NULL && !is_shm)
 			path = argv[i];
 		else {
-			fprintf(stderr, "machvm serve: one file only\n");
+			fprintf(stderr, "machvm serve: %s\n", is_shm ? "shm takes no file" :
+			    "one file only");
 			return 2;
 		}
 	}
-	if (path == NULL || name == NULL) {
+	if (is_shm && (name == NULL || shm_size == 0)) {
+		fprintf(stderr, "machvm serve: %s (machvm serve shm --name NAME --size SIZE)\n",
+		    name == NULL ? "under which name? --name NAME" : "how large? --size SIZE");
+		return 2;
+	}
+	if (!is_shm && (path == NULL || name == NULL)) {
 		fprintf(stderr, "machvm serve: %s (machvm serve file PATH --name NAME [--readonly])\n",
 		    path == NULL ? "which file?" : "under which name? --name NAME");
 		return 2;
@@ -759,11 +780,14 @@ cmd_serve(int argc, char **argv)
 		    sizeof(netname_name_t) - 1 - strlen(INFO_SUFFIX));
 		return 2;
 	}
-	if (stat(path, &st) != 0) {
+	if (is_shm) {
+		path = "shared memory";
+		st.st_size = (off_t)shm_size;
+	} else if (stat(path, &st) != 0) {
 		fprintf(stderr, "machvm serve: %s: %s\n", path, strerror(errno));
 		return 1;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	if (!is_shm && !S_ISREG(st.st_mode)) {
 		fprintf(stderr, "machvm serve: %s is not a regular file\n", path);
 		return 1;
 	}
@@ -776,7 +800,11 @@ cmd_serve(int argc, char **argv)
 	if (tracing)
 		mvm_trace_set(trace_cb, NULL);
 
-	kr = mvm_file_pager_create(path, readonly ? MVM_FILE_PAGER_READONLY : 0, NULL, &pager, &obj);
+	if (is_shm)
+		kr = mvm_shm_pager_create((vm_size_t)shm_size, &shm, &obj);
+	else
+		kr = mvm_file_pager_create(path, readonly ? MVM_FILE_PAGER_READONLY : 0, NULL,
+		    &pager, &obj);
 	if (kr != KERN_SUCCESS) {
 		fprintf(stderr, "machvm serve: %s: %s\n", path, mach_error_string(kr));
 		goto out;
@@ -843,7 +871,9 @@ cmd_serve(int argc, char **argv)
 			out.info.size_type = scalar_type(MACH_MSG_TYPE_INTEGER_64, 64);
 			out.info.flags_type = scalar_type(MACH_MSG_TYPE_INTEGER_32, 32);
 			/* The file's size now: a dirty page past the end grows it. */
-			if (stat(path, &st) == 0) {
+			if (is_shm) {
+				out.info.size = shm_size;
+			} else if (stat(path, &st) == 0) {
 				out.info.size = (uint64_t)st.st_size;
 				out.info.flags = readonly ? INFO_READONLY : 0;
 			} else
@@ -852,7 +882,8 @@ cmd_serve(int argc, char **argv)
 			break;
 		case INFO_SYNC_ID:
 			syncs++;
-			out.sync.ret = mvm_pager_sync(pager, 0, 0, TRUE);
+			/* Shared memory has no store to write to: its data is the pager's. */
+			out.sync.ret = is_shm ? KERN_SUCCESS : mvm_pager_sync(pager, 0, 0, TRUE);
 			serve_reply(&in.head, &out.head, sizeof(out.sync));
 			break;
 		default:
@@ -871,6 +902,19 @@ out_drain:
 		fprintf(stderr, "machvm serve: check-out of %s: %s\n", iname, mvm_errname(kr));
 	rc = in_obj ? 0 : 1;
 out:
+	if (shm != NULL) {
+		if (in_obj && mvm_shm_pager_stats(shm, &ss) == KERN_SUCCESS)
+			say("machvm serve: %s: %llu kernels came (%llu left, %llu died); %llu read and "
+			    "%llu write requests, %llu unlocks; %llu write grants, %llu flushes, %llu "
+			    "downgrades, %llu pages returned\n", name,
+			    (unsigned long long)ss.inits, (unsigned long long)ss.terminates,
+			    (unsigned long long)ss.deaths, (unsigned long long)ss.read_requests,
+			    (unsigned long long)ss.write_requests, (unsigned long long)ss.unlocks,
+			    (unsigned long long)ss.grants, (unsigned long long)ss.invalidations,
+			    (unsigned long long)ss.downgrades, (unsigned long long)ss.returns);
+		/* Kernels still mapping it see their manager die. */
+		(void)mvm_shm_pager_shutdown(shm);
+	}
 	if (pager != NULL) {
 		if (in_obj && mvm_pager_stats(pager, &ps) == KERN_SUCCESS)
 			say("machvm serve: %s: %llu requests (%llu pages read, %llu zero-filled), "
@@ -1077,6 +1121,11 @@ usage(FILE *f)
 	    "                       in NAME (the memory object) and NAME.info (its size, a\n"
 	    "                       sync request); print a line starting with \"ready:\";\n"
 	    "                       on SIGINT or SIGTERM write every dirty page and exit\n"
+	    "  serve shm --name NAME --size SIZE\n"
+	    "                       serve SIZE bytes of zero-filled shared memory that every\n"
+	    "                       process mapping NAME sees coherently (one writer or many\n"
+	    "                       readers per page); names as above; on SIGINT or SIGTERM\n"
+	    "                       exit (processes still mapping it get SIGBUS on faults)\n"
 	    "  map NAME [--size N]  look NAME up, map it, read every page through the\n"
 	    "                       mapping, print \"size N\" and \"sha256 HEX\" (the digest\n"
 	    "                       sha256sum prints for the file); --size: do not ask\n"

@@ -5,6 +5,7 @@
  *                    and eviction; the extent is the file size
  *   anonymous pager: zero-filled memory backed by an unlinked swap file
  *   faulty pager:    memory with scripted errors and delays, for tests
+ *   shm pager:       one zero-filled object shared coherently by many kernels (processes)
  *
  * Thread safety: every function may be called from any thread.
  */
@@ -101,6 +102,68 @@ MVM_EXTERN kern_return_t mvm_faulty_pager_rule(struct mvm_pager *pager, enum mvm
 /* Read len bytes of the faulty pager's store at offset (what was written back). */
 MVM_EXTERN kern_return_t mvm_faulty_pager_peek(struct mvm_pager *pager, vm_offset_t offset,
     void *buf, vm_size_t len);
+
+/*
+ * The coherent shared memory pager. One object of size bytes (zero-filled at first) that
+ * any number of kernels (processes; at most MVM_SHM_MAX_KERNELS at once) map together:
+ * many readers or one writer per page. A reader holds a write-locked copy; a write fault
+ * (data_unlock, or data_request for write) makes the manager flush the page from every
+ * other kernel with RETURN_DIRTY, wait for each one's lock_completed, then grant write to
+ * the writer. A read fault while another kernel writes the page makes that kernel return
+ * its dirty data and keep a write-locked copy. The newest data always wins, and programs
+ * using plain loads and stores on the mapping see sequential consistency across
+ * processes (within one process, the processor's own memory model applies, as for any
+ * shared memory). Requests for a page are served in arrival order.
+ *
+ * A kernel that dies (its control port dies) counts as having answered: whatever it held
+ * is forgotten (data it wrote and had not returned is lost, the other kernels go on with
+ * the last data the manager had). The object is not a cache for a store: when every
+ * kernel has gone, the data stays with the pager until shutdown.
+ *
+ * One thread serves the object; it never blocks on a kernel (sends do not wait).
+ * Thread safety: every function may be called from any thread except from inside a
+ * fault on the object's own mapping.
+ */
+#define MVM_SHM_MAX_KERNELS 64
+
+struct mvm_shm_pager;
+
+struct mvm_shm_pager_stats {
+	uint64_t kernels;          /* kernels mapping the object now */
+	uint64_t inits, terminates, deaths; /* kernels arrived, left, died without terminate */
+	uint64_t refused;          /* inits refused (MVM_SHM_MAX_KERNELS, or no memory) */
+	uint64_t read_requests;    /* data_request pages for reading */
+	uint64_t write_requests;   /* data_request pages for writing */
+	uint64_t unlocks;          /* data_unlock pages */
+	uint64_t stale_unlocks;    /* unlocks of a page the kernel no longer held (ignored) */
+	uint64_t supplies;         /* pages supplied (data_supply or data_unavailable) */
+	uint64_t grants;           /* write access granted (supplied writable or unlocked) */
+	uint64_t invalidations;    /* lock_request flushes sent (one page, one kernel) */
+	uint64_t downgrades;       /* writers asked to return data and keep a read copy */
+	uint64_t returns;          /* pages received with data_return */
+	uint64_t dirty_returns;    /* of those, dirty */
+};
+
+/* Create the pager; *port receives a send right to the object port (the pager keeps the
+ * receive right). size is rounded up to whole pages; 0 is KERN_INVALID_ARGUMENT. */
+MVM_EXTERN kern_return_t mvm_shm_pager_create(vm_size_t size, struct mvm_shm_pager **pager,
+    mach_port_t *port);
+
+/*
+ * Copy len bytes at offset of the object's current contents into buf: pages some
+ * kernel is writing are fetched from it first (it keeps a read-only copy). Waits for the
+ * kernels; a kernel that dies meanwhile counts as having answered.
+ * Errors: KERN_INVALID_ARGUMENT (range outside the object), KERN_TERMINATED (shut down).
+ */
+MVM_EXTERN kern_return_t mvm_shm_pager_read(struct mvm_shm_pager *pager, vm_offset_t offset,
+    void *buf, vm_size_t len);
+
+MVM_EXTERN kern_return_t mvm_shm_pager_stats(struct mvm_shm_pager *pager,
+    struct mvm_shm_pager_stats *stats);
+
+/* Destroy the object port (kernels still mapping it see their manager die: faults on
+ * pages they do not hold get SIGBUS), stop the thread, free everything. */
+MVM_EXTERN kern_return_t mvm_shm_pager_shutdown(struct mvm_shm_pager *pager);
 
 #ifdef __cplusplus
 }
