@@ -442,9 +442,10 @@ h_init(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_object_co
 	}
 	ke->ctl = ctl;
 	ke->name = name;
-	/* A kernel that dies never sends terminate: its control port's death says it. */
+	/* A kernel that dies never sends terminate: its control port's death says it
+	 * (sync 1: at once if it is dead already). */
 	ke->dnrequest = mach_port_request_notification(mach_task_self(), ctl,
-	    MACH_NOTIFY_DEAD_NAME, 0, s->priv, MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev) ==
+	    MACH_NOTIFY_DEAD_NAME, 1, s->priv, MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev) ==
 	    KERN_SUCCESS;
 	if (MACH_PORT_VALID(prev))
 		(void)mach_port_deallocate(mach_task_self(), prev);

@@ -95,6 +95,8 @@ struct mvm_pager_stats {
 	uint64_t returns, pages_written, write_errors;
 	uint64_t unlocks, unlock_refusals;
 	uint64_t lock_requests, lock_completions;
+	uint64_t inits, terminates;          /* kernels arrived, kernels left */
+	uint64_t deaths;                     /* kernels whose control port died: no terminate */
 };
 
 struct mvm_pager;
@@ -128,6 +130,30 @@ MVM_EXTERN kern_return_t mvm_pager_return(struct mvm_pager *pager, vm_offset_t o
     vm_size_t length, boolean_t wait);
 MVM_EXTERN kern_return_t mvm_pager_lock(struct mvm_pager *pager, vm_offset_t offset,
     vm_size_t length, vm_prot_t lock_value, boolean_t wait);
+
+/*
+ * Several kernels. Every kernel that maps the object (each process; each sends its own
+ * init) has its own control port, and the framework keeps, per kernel, which pages it
+ * may hold. The helpers above address every kernel that may hold a page of the range
+ * (lock: every kernel, since a page lock also binds a page on its way in). A kernel
+ * that terminates, or dies (its control port dies: a dead-name notification), counts
+ * as having answered every request it owed: nothing waits for it.
+ *
+ * mvm_pager_kernels: the control ports (the framework's names, for the call below) of
+ * the kernels that may hold a page of [offset, offset + length) (length 0: every
+ * kernel); at most max are stored, *count is the number there are.
+ * mvm_pager_lock_request: memory_object_lock_request to one kernel (kernel, from
+ * mvm_pager_kernels) or to every kernel that may hold a page of the range
+ * (MACH_PORT_NULL), with the framework's bookkeeping: returned pages are written with
+ * write_pages, and with wait the call returns once the kernels have answered and the
+ * writes are done (result: the first write error). Errors: KERN_INVALID_NAME (that
+ * kernel is not, or no longer, mapping the object), KERN_INVALID_ARGUMENT.
+ */
+MVM_EXTERN kern_return_t mvm_pager_kernels(struct mvm_pager *pager, vm_offset_t offset,
+    vm_size_t length, mach_port_t *kernels, unsigned max, unsigned *count);
+MVM_EXTERN kern_return_t mvm_pager_lock_request(struct mvm_pager *pager, mach_port_t kernel,
+    vm_offset_t offset, vm_size_t length, memory_object_return_t should_return,
+    boolean_t should_flush, vm_prot_t lock_value, boolean_t wait);
 
 /* Change may_cache and the copy strategy in every kernel; with wait, until each answered. */
 MVM_EXTERN kern_return_t mvm_pager_change_attributes(struct mvm_pager *pager,

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 
 #include <mach/mach.h>
+#include <mach/notify.h>
 #include <machvm/memory_object.h>
 #include <machvm/pager.h>
 #include "ipc/ipc.h"
@@ -47,6 +48,8 @@ struct pg_kernel {
 	mach_port_t ctl, name;            /* (p) */
 	uint8_t *incore;                  /* (p) per page: the kernel may hold it */
 	size_t n;                         /* (p) */
+	bool incore_all;                  /* (p) incore is incomplete: it may hold any page */
+	bool dnrequest;                   /* (p) a dead-name request for ctl is registered */
 };
 
 /* A request deferred until the writes of its pages finish. */
@@ -84,6 +87,7 @@ struct mvm_pager {
 	void *upi;                        /* (c) */
 	struct mvm_pager_attr attr;       /* (p) */
 	mach_port_t port;                 /* (c) receive right + a send right */
+	mach_port_t notify;               /* (c) receive right: dead-name notifications */
 	struct mvm_lock lock;
 	pthread_cond_t cond;              /* a lock record, attribute record or task finished */
 	struct pg_kernel *kernels;        /* (p) */
@@ -172,7 +176,7 @@ fw_lookup(mach_port_t port)
 	struct mvm_pager *p;
 
 	mvm_lock_acquire(&fw.lock);
-	for (p = fw.pagers; p != NULL && p->port != port; p = p->next)
+	for (p = fw.pagers; p != NULL && p->port != port && p->notify != port; p = p->next)
 		;
 	if (p != NULL)
 		p->users++; /* shutdown waits until the message is handled */
@@ -231,6 +235,8 @@ worker_main(void *arg)
 
 /* ---- 3. pages and kernels -------------------------------------------------------------- */
 
+static void drop_sends(mach_port_t name);
+
 /* Make the page map cover page index n - 1. Under pager.lock. */
 static bool
 pages_grow(struct mvm_pager *p, size_t n)
@@ -264,13 +270,39 @@ kernel_set_incore(struct pg_kernel *k, size_t first, size_t n, uint8_t v)
 	if (first + n > k->n) {
 		uint8_t *ni = mvm__realloc(k->incore, first + n);
 
-		if (ni == NULL)
-			return; /* best effort: incore is advisory */
+		if (ni == NULL) {
+			/* No memory to track it: from now on the kernel may hold anything. */
+			k->incore_all = true;
+			return;
+		}
 		memset(ni + k->n, 0, first + n - k->n);
 		k->incore = ni;
 		k->n = first + n;
 	}
 	memset(k->incore + first, v, n);
+}
+
+/* The number of pages [off, off + len) touches (len > 0; huge lengths saturate). */
+static size_t
+pages_in(vm_offset_t off, vm_size_t len)
+{
+	if (len > SIZE_MAX - 2 * PS)
+		return SIZE_MAX / PS;
+	return (off % PS + len + PS - 1) / PS;
+}
+
+/* Whether kernel k may hold a page of [first, first + n). Under pager.lock. */
+static bool
+kernel_may_hold(const struct pg_kernel *k, size_t first, size_t n)
+{
+	size_t end = first + n < first || first + n > k->n ? k->n : first + n;
+
+	if (k->incore_all)
+		return true;
+	for (size_t i = first; i < end; i++)
+		if (k->incore[i])
+			return true;
+	return false;
 }
 
 /* A lock record no longer waits for kernel ctl. Under pager.lock. */
@@ -302,12 +334,24 @@ h_init(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_object_co
 		return KERN_INVALID_ARGUMENT; /* the message (and its rights) is destroyed */
 	if ((k = mvm__calloc(1, sizeof(*k))) == NULL)
 		return KERN_RESOURCE_SHORTAGE;
+	/* A kernel that dies without terminate must not be waited for: its control port's
+	 * death tells us (sync 1: at once if it is dead already). */
+	{
+		mach_port_t prev = MACH_PORT_NULL;
+
+		k->dnrequest = mach_port_request_notification(mach_task_self(), ctl,
+		    MACH_NOTIFY_DEAD_NAME, 1, p->notify, MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev) ==
+		    KERN_SUCCESS;
+		if (MACH_PORT_VALID(prev))
+			(void)mach_port_deallocate(mach_task_self(), prev);
+	}
 	mvm_lock_acquire(&p->lock);
 	k->ctl = ctl;
 	k->name = name;
 	k->next = p->kernels;
 	p->kernels = k;
 	p->st.kernels++;
+	p->st.inits++;
 	may_cache = p->attr.may_cache;
 	strategy = p->attr.copy_strategy;
 	mvm_lock_release(&p->lock);
@@ -315,34 +359,65 @@ h_init(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_object_co
 	return KERN_SUCCESS;
 }
 
-static kern_return_t
-h_terminate(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_object_control_t ctl,
-    memory_object_name_t name)
+/*
+ * Unlink the kernel whose control port is ctl (NULL if unknown): whatever waits for it
+ * counts it as having answered. Under pager.lock.
+ */
+static struct pg_kernel *
+kernel_unlink(struct mvm_pager *p, mach_port_t ctl)
 {
-	struct mvm_pager *p = ctx;
 	struct pg_kernel **kp, *k = NULL;
 
-	(void)obj;
-	(void)seqno;
-	mvm_lock_acquire(&p->lock);
 	for (kp = &p->kernels; *kp != NULL; kp = &(*kp)->next)
 		if ((*kp)->ctl == ctl) {
 			k = *kp;
 			*kp = k->next;
 			break;
 		}
-	if (k != NULL) {
-		p->st.kernels--;
-		/* Nothing waits for a kernel that is gone. */
-		for (struct pg_lockrec *r = p->locks; r != NULL; r = r->next)
-			lockrec_done(p, r, ctl);
-		for (struct pg_attrrec *a = p->attrs; a != NULL; a = a->next)
-			if (a->pending > 0)
-				a->pending--;
-		pthread_cond_broadcast(&p->cond);
-	}
+	if (k == NULL)
+		return NULL;
+	p->st.kernels--;
+	for (struct pg_lockrec *r = p->locks; r != NULL; r = r->next)
+		lockrec_done(p, r, ctl);
+	for (struct pg_attrrec *a = p->attrs; a != NULL; a = a->next)
+		if (a->pending > 0)
+			a->pending--;
+	pthread_cond_broadcast(&p->cond);
+	return k;
+}
+
+/* Cancel the dead-name request of a kernel being forgotten (before its rights go, so
+ * that no notification about a name the space may reuse arrives later). No lock held. */
+static void
+kernel_cancel_dnrequest(struct pg_kernel *k)
+{
+	mach_port_t prev = MACH_PORT_NULL;
+
+	if (!k->dnrequest)
+		return;
+	(void)mach_port_request_notification(mach_task_self(), k->ctl, MACH_NOTIFY_DEAD_NAME, 0,
+	    MACH_PORT_NULL, MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev);
+	if (MACH_PORT_VALID(prev))
+		(void)mach_port_deallocate(mach_task_self(), prev);
+	k->dnrequest = false;
+}
+
+static kern_return_t
+h_terminate(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_object_control_t ctl,
+    memory_object_name_t name)
+{
+	struct mvm_pager *p = ctx;
+	struct pg_kernel *k;
+
+	(void)obj;
+	(void)seqno;
+	mvm_lock_acquire(&p->lock);
+	k = kernel_unlink(p, ctl);
+	if (k != NULL)
+		p->st.terminates++;
 	mvm_lock_release(&p->lock);
 	if (k != NULL) {
+		kernel_cancel_dnrequest(k);
 		mvm__free(k->incore);
 		mvm__free(k);
 	}
@@ -350,6 +425,41 @@ h_terminate(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_obje
 	(void)mach_port_destroy(mach_task_self(), ctl);
 	(void)mach_port_destroy(mach_task_self(), name);
 	return KERN_SUCCESS;
+}
+
+/*
+ * A kernel's control port died without terminate (its process died, or its kernel
+ * destroyed the object): forget the kernel; requests waiting for it count it as done.
+ * name must be a dead name of ours (anyone holding the notify port's send-once right
+ * could not forge that: the kernel's send right turned into it).
+ */
+static void
+h_dead_name(struct mvm_pager *p, mach_port_t name)
+{
+	mach_port_type_t type = 0;
+	struct pg_kernel *k = NULL;
+
+	if (mach_port_type(mach_task_self(), name, &type) != KERN_SUCCESS ||
+	    !(type & MACH_PORT_TYPE_DEAD_NAME))
+		return;
+	/* The notification's own reference. */
+	(void)mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME, -1);
+	mvm_lock_acquire(&p->lock);
+	if ((k = kernel_of(p, name)) != NULL && k->dnrequest) {
+		(void)kernel_unlink(p, name);
+		p->st.deaths++;
+	} else
+		k = NULL;
+	mvm_lock_release(&p->lock);
+	if (k == NULL)
+		return;
+	/* The request fired; the references init gave us are dead names now. */
+	k->dnrequest = false;
+	drop_sends(k->ctl);
+	if (MACH_PORT_VALID(k->name))
+		drop_sends(k->name);
+	mvm__free(k->incore);
+	mvm__free(k);
 }
 
 static kern_return_t
@@ -607,6 +717,16 @@ fw_demux(mach_msg_header_t *in, mach_msg_header_t *out)
 	if (p == NULL) {
 		((mig_reply_header_t *)out)->RetCode = MIG_BAD_ID;
 		return FALSE;
+	}
+	if (in->msgh_local_port == p->notify) {
+		/* Only notifications come here (nobody else has a send right); other kinds
+		 * (a cancelled request's send-once notification) carry nothing to do. */
+		if (in->msgh_id == MACH_NOTIFY_DEAD_NAME &&
+		    in->msgh_size >= sizeof(mach_dead_name_notification_t))
+			h_dead_name(p, ((mach_dead_name_notification_t *)in)->not_port);
+		fw_unuse(p);
+		((mig_reply_header_t *)out)->RetCode = MIG_NO_REPLY;
+		return TRUE;
 	}
 	ok = mvm_memory_object_server(&fw_ops, p, in, out);
 	fw_unuse(p);
@@ -948,12 +1068,22 @@ retry_kept(struct mvm_pager *p, vm_offset_t off, vm_size_t len)
 	}
 }
 
+/* Which kernels a helper addresses. */
+struct pg_target {
+	mach_port_t only;                 /* one kernel's control port, or MACH_PORT_NULL: all */
+	bool holders;                     /* only kernels that may hold a page of the range */
+	size_t first, n;                  /* the range, in pages (with holders) */
+};
+
+static const struct pg_target all_kernels = { MACH_PORT_NULL, false, 0, 0 };
+
 /*
- * The control ports of every kernel, each with a user reference of our own for the send
- * (the caller deallocates them). Under pager.lock. Returns the count, or -1 for no memory.
+ * The control ports of the kernels t addresses, each with a user reference of our own
+ * for the send (the caller deallocates them). Under pager.lock. Returns the count, or -1
+ * for no memory.
  */
 static int
-take_ctls(struct mvm_pager *p, mach_port_t **out)
+take_ctls(struct mvm_pager *p, const struct pg_target *t, mach_port_t **out)
 {
 	unsigned n = 0, cap = 0;
 	mach_port_t *ctls;
@@ -965,23 +1095,30 @@ take_ctls(struct mvm_pager *p, mach_port_t **out)
 		return 0;
 	if ((ctls = mvm__calloc(cap, sizeof(*ctls))) == NULL)
 		return -1;
-	for (struct pg_kernel *k = p->kernels; k != NULL; k = k->next)
+	for (struct pg_kernel *k = p->kernels; k != NULL; k = k->next) {
+		if (t->only != MACH_PORT_NULL && k->ctl != t->only)
+			continue;
+		if (t->holders && !kernel_may_hold(k, t->first, t->n))
+			continue;
 		if (mach_port_mod_refs(mach_task_self(), k->ctl, MACH_PORT_RIGHT_SEND, 1) == KERN_SUCCESS)
 			ctls[n++] = k->ctl;
+	}
 	*out = ctls;
 	return (int)n;
 }
 
 /*
- * Send lock_request to every kernel with the object port as reply port (so each
- * kernel's data_returns are queued before its lock_completed), and with wait, wait for
- * every completion and every write they caused.
+ * Send lock_request to the kernel `only` (MACH_PORT_NULL: every kernel that may hold a
+ * page of the range, or with `every`, every kernel) with the object port as reply port (so each kernel's data_returns
+ * are queued before its lock_completed), and with wait, wait for every completion and
+ * every write they caused. A kernel that terminates or dies meanwhile counts as done.
  */
 static kern_return_t
-lock_object(struct mvm_pager *p, vm_offset_t off, vm_size_t len, memory_object_return_t ret,
-    boolean_t flush, vm_prot_t lock_value, boolean_t wait)
+lock_object(struct mvm_pager *p, mach_port_t only, bool every, vm_offset_t off, vm_size_t len,
+    memory_object_return_t ret, boolean_t flush, vm_prot_t lock_value, boolean_t wait)
 {
 	struct pg_lockrec *r;
+	struct pg_target tg;
 	mach_port_t *ctls;
 	unsigned n = 0;
 	int got;
@@ -993,13 +1130,24 @@ lock_object(struct mvm_pager *p, vm_offset_t off, vm_size_t len, memory_object_r
 		return KERN_SUCCESS;
 	if (wait && in_framework)
 		return KERN_FAILURE; /* would wait for the very thread serving the object */
+	/* A page lock is kept for absent pages too (a request on its way in gets it):
+	 * every kernel is asked. Returns and flushes only concern the pages a kernel has. */
+	tg.only = only;
+	tg.holders = !every && lock_value == VM_PROT_NO_CHANGE;
+	tg.first = off / PS;
+	tg.n = pages_in(off, len);
 	if ((r = mvm__calloc(1, sizeof(*r))) == NULL)
 		return KERN_RESOURCE_SHORTAGE;
 	r->off = off;
 	r->len = len;
 	r->waited = wait;
 	mvm_lock_acquire(&p->lock);
-	if ((got = take_ctls(p, &ctls)) < 0 ||
+	if (only != MACH_PORT_NULL && kernel_of(p, only) == NULL) {
+		mvm_lock_release(&p->lock);
+		mvm__free(r);
+		return KERN_INVALID_NAME;
+	}
+	if ((got = take_ctls(p, &tg, &ctls)) < 0 ||
 	    (got > 0 && (r->ctls = mvm__calloc((size_t)got, sizeof(*r->ctls))) == NULL)) {
 		mvm_lock_release(&p->lock);
 		for (int i = 0; i < got; i++)
@@ -1052,7 +1200,8 @@ mvm_pager_sync(struct mvm_pager *p, vm_offset_t off, vm_size_t len, boolean_t wa
 {
 	if (p == NULL)
 		return KERN_INVALID_ARGUMENT;
-	return lock_object(p, off, len, MEMORY_OBJECT_RETURN_ALL, FALSE, VM_PROT_NO_CHANGE, wait);
+	return lock_object(p, MACH_PORT_NULL, false, off, len, MEMORY_OBJECT_RETURN_ALL, FALSE,
+	    VM_PROT_NO_CHANGE, wait);
 }
 
 kern_return_t
@@ -1060,7 +1209,8 @@ mvm_pager_flush(struct mvm_pager *p, vm_offset_t off, vm_size_t len, boolean_t w
 {
 	if (p == NULL)
 		return KERN_INVALID_ARGUMENT;
-	return lock_object(p, off, len, MEMORY_OBJECT_RETURN_NONE, TRUE, VM_PROT_NO_CHANGE, wait);
+	return lock_object(p, MACH_PORT_NULL, false, off, len, MEMORY_OBJECT_RETURN_NONE, TRUE,
+	    VM_PROT_NO_CHANGE, wait);
 }
 
 kern_return_t
@@ -1068,7 +1218,8 @@ mvm_pager_return(struct mvm_pager *p, vm_offset_t off, vm_size_t len, boolean_t 
 {
 	if (p == NULL)
 		return KERN_INVALID_ARGUMENT;
-	return lock_object(p, off, len, MEMORY_OBJECT_RETURN_ALL, TRUE, VM_PROT_NO_CHANGE, wait);
+	return lock_object(p, MACH_PORT_NULL, false, off, len, MEMORY_OBJECT_RETURN_ALL, TRUE,
+	    VM_PROT_NO_CHANGE, wait);
 }
 
 kern_return_t
@@ -1077,7 +1228,44 @@ mvm_pager_lock(struct mvm_pager *p, vm_offset_t off, vm_size_t len, vm_prot_t lo
 {
 	if (p == NULL || ((lock_value & ~VM_PROT_ALL) != 0 && lock_value != VM_PROT_NO_CHANGE))
 		return KERN_INVALID_ARGUMENT;
-	return lock_object(p, off, len, MEMORY_OBJECT_RETURN_NONE, FALSE, lock_value, wait);
+	return lock_object(p, MACH_PORT_NULL, false, off, len, MEMORY_OBJECT_RETURN_NONE, FALSE,
+	    lock_value, wait);
+}
+
+kern_return_t
+mvm_pager_lock_request(struct mvm_pager *p, mach_port_t kernel, vm_offset_t off, vm_size_t len,
+    memory_object_return_t should_return, boolean_t should_flush, vm_prot_t lock_value,
+    boolean_t wait)
+{
+	if (p == NULL || should_return < MEMORY_OBJECT_RETURN_NONE ||
+	    should_return > MEMORY_OBJECT_RETURN_ALL ||
+	    ((lock_value & ~VM_PROT_ALL) != 0 && lock_value != VM_PROT_NO_CHANGE))
+		return KERN_INVALID_ARGUMENT;
+	if (kernel == MACH_PORT_DEAD)
+		return KERN_INVALID_NAME;
+	return lock_object(p, kernel, false, off, len, should_return, should_flush, lock_value,
+	    wait);
+}
+
+kern_return_t
+mvm_pager_kernels(struct mvm_pager *p, vm_offset_t off, vm_size_t len, mach_port_t *kernels,
+    unsigned max, unsigned *count)
+{
+	unsigned n = 0;
+
+	if (p == NULL || count == NULL || (kernels == NULL && max > 0))
+		return KERN_INVALID_ARGUMENT;
+	mvm_lock_acquire(&p->lock);
+	for (struct pg_kernel *k = p->kernels; k != NULL; k = k->next) {
+		if (len != 0 && !kernel_may_hold(k, off / PS, pages_in(off, len)))
+			continue;
+		if (n < max)
+			kernels[n] = k->ctl;
+		n++;
+	}
+	mvm_lock_release(&p->lock);
+	*count = n;
+	return KERN_SUCCESS;
 }
 
 kern_return_t
@@ -1100,7 +1288,7 @@ mvm_pager_change_attributes(struct mvm_pager *p, boolean_t may_cache,
 	mvm_lock_acquire(&p->lock);
 	p->attr.may_cache = may_cache;
 	p->attr.copy_strategy = strategy;
-	if ((got = take_ctls(p, &ctls)) < 0) {
+	if ((got = take_ctls(p, &all_kernels, &ctls)) < 0) {
 		mvm_lock_release(&p->lock);
 		mvm__free(a);
 		return KERN_RESOURCE_SHORTAGE;
@@ -1145,7 +1333,7 @@ mvm_pager_offer_page(struct mvm_pager *p, vm_offset_t off, const void *data, boo
 	if (p == NULL || data == NULL || (off % PS) != 0)
 		return KERN_INVALID_ARGUMENT;
 	mvm_lock_acquire(&p->lock);
-	if ((got = take_ctls(p, &ctls)) < 0) {
+	if ((got = take_ctls(p, &all_kernels, &ctls)) < 0) {
 		mvm_lock_release(&p->lock);
 		return KERN_RESOURCE_SHORTAGE;
 	}
@@ -1227,13 +1415,20 @@ mvm_pager_create(const struct mvm_pager_ops *ops, void *upi, const struct mvm_pa
 		mvm__free(p);
 		return kr;
 	}
+	if ((kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &p->notify))) {
+		(void)mach_port_destroy(mach_task_self(), p->port);
+		mvm__free(p);
+		return kr;
+	}
 	/* Kernels send without limit; let their messages queue. */
 	(void)mach_port_set_qlimit(mach_task_self(), p->port, MACH_PORT_QLIMIT_MAX);
+	(void)mach_port_set_qlimit(mach_task_self(), p->notify, MACH_PORT_QLIMIT_MAX);
 	mvm_lock_acquire(&fw.lock);
 	p->next = fw.pagers;
 	fw.pagers = p;
 	mvm_lock_release(&fw.lock);
-	if ((kr = mach_port_move_member(mach_task_self(), p->port, fw.set)) != KERN_SUCCESS) {
+	if ((kr = mach_port_move_member(mach_task_self(), p->port, fw.set)) != KERN_SUCCESS ||
+	    (kr = mach_port_move_member(mach_task_self(), p->notify, fw.set)) != KERN_SUCCESS) {
 		p->no_clear = true; /* the caller still owns upi and clears it */
 		(void)mvm_pager_shutdown(p);
 		return kr;
@@ -1270,7 +1465,7 @@ mvm_pager_shutdown(struct mvm_pager *p)
 	/* Every dirty page comes back and is written before the port dies: the whole object,
 	 * not only its extent (a kernel may hold dirty pages past the end of a file, and
 	 * data whose write failed may lie there too). Kernels clip the range to their pages. */
-	kr = lock_object(p, 0, (vm_size_t)1 << 46, MEMORY_OBJECT_RETURN_ALL, TRUE,
+	kr = lock_object(p, MACH_PORT_NULL, true, 0, (vm_size_t)1 << 46, MEMORY_OBJECT_RETURN_ALL, TRUE,
 	    VM_PROT_NO_CHANGE, TRUE);
 	mvm_lock_acquire(&p->lock);
 	p->shutting_down = true;
@@ -1293,6 +1488,7 @@ mvm_pager_shutdown(struct mvm_pager *p)
 		struct pg_kernel *k = p->kernels;
 
 		p->kernels = k->next;
+		kernel_cancel_dnrequest(k);
 		/* Only our send rights: in this process the same names may also hold the
 		 * kernel's receive rights. */
 		drop_sends(k->ctl);
@@ -1307,6 +1503,7 @@ mvm_pager_shutdown(struct mvm_pager *p)
 		(void)mach_port_deallocate(mach_task_self(), w->ctl);
 		mvm__free(w);
 	}
+	(void)mach_port_destroy(mach_task_self(), p->notify);
 	for (size_t i = 0; i < p->npages; i++)
 		mvm__free(p->pages[i].kept);
 	mvm__free(p->pages);

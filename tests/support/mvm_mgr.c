@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 #include <machvm/memory_object.h>
 #include <machvm/vm.h>
@@ -357,13 +359,63 @@ mvm_mgr_expect(struct mvm_mgr *m, const char *const *lines, const char *file, in
 	mvm_mgr_clear(m);
 }
 
+bool mvm_test_probe_in_child;
+
+/*
+ * Whether the kernel can start here. mvm_vm_available() starts the kernel, and a process
+ * whose kernel has started must not fork processes that map objects: the cross-process
+ * tests (mvm_test_probe_in_child set) have a child process asked, once; the answer is
+ * kept, so later calls do not fork (the process may have threads by then).
+ */
+static kern_return_t
+probe_vm(char *why, size_t len)
+{
+	static int known;             /* 0: not asked; 1: available; 2: not */
+	static char known_why[200];
+	int fds[2], st = 0;
+	pid_t pid;
+	ssize_t n;
+
+	if (!mvm_test_probe_in_child)
+		return mvm_vm_available(why, len);
+	if (known == 0) {
+		if (pipe(fds) != 0)
+			fail_msg("pipe: %s", strerror(errno));
+		fflush(stdout);
+		fflush(stderr);
+		if ((pid = fork()) < 0)
+			fail_msg("fork: %s", strerror(errno));
+		if (pid == 0) {
+			char buf[200] = "";
+
+			close(fds[0]);
+			if (mvm_vm_available(buf, sizeof(buf)) == KERN_SUCCESS)
+				_exit(0);
+			(void)!write(fds[1], buf, strlen(buf));
+			_exit(1);
+		}
+		close(fds[1]);
+		n = read(fds[0], known_why, sizeof(known_why) - 1);
+		known_why[n > 0 ? n : 0] = '\0';
+		close(fds[0]);
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		known = WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 1 : 2;
+		if (known == 2 && known_why[0] == '\0')
+			snprintf(known_why, sizeof(known_why), "the probe process failed (status 0x%x)",
+			    (unsigned)st);
+	}
+	snprintf(why, len, "%s", known_why);
+	return known == 1 ? KERN_SUCCESS : KERN_FAILURE;
+}
+
 void
 mvm_test_require_uffd(void)
 {
 	char why[200];
 	const char *req = getenv("MACHVM_REQUIRE_UFFD");
 
-	if (mvm_vm_available(why, sizeof(why)) == KERN_SUCCESS)
+	if (probe_vm(why, sizeof(why)) == KERN_SUCCESS)
 		return;
 	if (req != NULL && strcmp(req, "1") == 0)
 		fail_msg("userfaultfd required (MACHVM_REQUIRE_UFFD=1) but unavailable: %s", why);

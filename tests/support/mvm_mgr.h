@@ -79,7 +79,11 @@ kern_return_t mvm_mgr_supply(struct mvm_mgr *m, vm_offset_t off, vm_size_t len, 
     boolean_t precious, mach_port_t reply_to);
 
 /* True when userfaultfd is usable here; otherwise skips the test (a failure when
- * MACHVM_REQUIRE_UFFD=1). Call at the start of every kernel test. */
+ * MACHVM_REQUIRE_UFFD=1). Call at the start of every kernel test. It starts the kernel
+ * in the calling process, unless mvm_test_probe_in_child is set (by nt_setup() of
+ * mvm_node_test.h): then a child process is asked, once, so that the cross-process
+ * tests may call it in the test process, which must never start machvm. */
 void mvm_test_require_uffd(void);
+extern bool mvm_test_probe_in_child;
 
 #endif /* MVM_MGR_H */

@@ -36,6 +36,7 @@
 #include <mach/notify.h>
 #include <machvm/node.h>
 #include "mvm_test.h"
+#include "mvm_mgr.h"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -233,6 +234,7 @@ nt_setup(void **state)
 		nt_forget_all();
 		nt_rm_dir(nt_dir);
 	}
+	mvm_test_probe_in_child = true; /* this process never starts machvm */
 	snprintf(nt_dir, sizeof(nt_dir), "/tmp/mvm-nodetest-XXXXXX");
 	if (mkdtemp(nt_dir) == NULL)
 		return -1;
