@@ -96,6 +96,11 @@ struct mvm_shm_pager {
 	struct shm_page *pages;           /* (s) */
 	struct shm_kernel kernels[MVM_SHM_MAX_KERNELS]; /* (s) */
 	uint64_t gone;                    /* (s) kernels found dead by a failed send */
+	struct {
+		int k;                    /* NOBODY: empty */
+		size_t first, n;
+		bool writable;
+	} batch;                          /* (s) supplies not sent yet: one run of pages */
 	mach_port_t port;                 /* (c) the object port */
 	mach_port_t priv;                 /* (c) the private port */
 	mach_port_t set;                  /* (c) both */
@@ -116,6 +121,7 @@ struct mvm_shm_pager {
 	} while (0)
 
 static void page_run(struct mvm_shm_pager *s, size_t pg);
+static void supply_flush(struct mvm_shm_pager *s);
 
 /* ---- 2. kernels ------------------------------------------------------------------------ */
 
@@ -160,10 +166,11 @@ kernel_forget(struct mvm_shm_pager *s, int k)
 /* Drop our rights to a kernel's ports; the dead-name request goes first, so that no
  * notification about a name the space may reuse arrives later. */
 static void
-kernel_release(struct shm_kernel *ke, bool destroy)
+kernel_release(struct mvm_shm_pager *s, struct shm_kernel *ke, bool destroy)
 {
 	mach_port_t prev = MACH_PORT_NULL;
 
+	supply_flush(s); /* what we owe it goes before its rights */
 	if (ke->dnrequest)
 		(void)mach_port_request_notification(mach_task_self(), ke->ctl,
 		    MACH_NOTIFY_DEAD_NAME, 0, MACH_PORT_NULL, MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev);
@@ -192,7 +199,7 @@ reap_gone(struct mvm_shm_pager *s)
 		s->gone &= ~(1ull << k);
 		if (s->kernels[k].ctl == MACH_PORT_NULL)
 			continue;
-		kernel_release(&s->kernels[k], false);
+		kernel_release(s, &s->kernels[k], false);
 		kernel_forget(s, k);
 		mvm_lock_acquire(&s->lock);
 		s->st.kernels--;
@@ -240,6 +247,7 @@ ask(struct mvm_shm_pager *s, size_t pg, uint64_t set, enum trans how)
 {
 	uint64_t asked = 0;
 
+	supply_flush(s); /* every send in the order decided */
 	while (set != 0) {
 		int k = __builtin_ctzll(set);
 		kern_return_t kr;
@@ -277,16 +285,44 @@ trans_end(struct shm_page *p, uint64_t asked, enum trans how)
 	}
 }
 
+/*
+ * Supplies are sent in runs: consecutive pages for one kernel with one lock value go in
+ * one data_supply (a 16-page request: one message, not 16). The run is sent before any
+ * other message (so sends keep the order they were decided in) and at the end of every
+ * message handled; the manager's data of those pages cannot change meanwhile (only a
+ * data_return, another message, changes it).
+ */
+#define SUPPLY_RUN_MAX 32
+
+static void
+supply_flush(struct mvm_shm_pager *s)
+{
+	int k = s->batch.k;
+	kern_return_t kr;
+
+	if (k == NOBODY)
+		return;
+	s->batch.k = NOBODY;
+	kr = memory_object_data_supply(s->kernels[k].ctl, s->batch.first * PS,
+	    (vm_offset_t)(s->data + s->batch.first * PS), (mach_msg_type_number_t)(s->batch.n * PS),
+	    FALSE, s->batch.writable ? VM_PROT_NONE : VM_PROT_WRITE, FALSE, MACH_PORT_NULL);
+	if (kr != KERN_SUCCESS)
+		s->gone |= 1ull << k;
+}
+
 static void
 supply(struct mvm_shm_pager *s, int k, size_t pg, bool writable)
 {
-	kern_return_t kr;
-
-	kr = memory_object_data_supply(s->kernels[k].ctl, pg * PS, (vm_offset_t)(s->data + pg * PS),
-	    (mach_msg_type_number_t)PS, FALSE, writable ? VM_PROT_NONE : VM_PROT_WRITE, FALSE,
-	    MACH_PORT_NULL);
-	if (kr != KERN_SUCCESS)
-		s->gone |= 1ull << k;
+	if (s->batch.k == k && s->batch.writable == writable && s->batch.first + s->batch.n == pg &&
+	    s->batch.n < SUPPLY_RUN_MAX) {
+		s->batch.n++;
+		return;
+	}
+	supply_flush(s);
+	s->batch.k = k;
+	s->batch.first = pg;
+	s->batch.n = 1;
+	s->batch.writable = writable;
 }
 
 /*
@@ -370,6 +406,7 @@ page_run(struct mvm_shm_pager *s, size_t pg)
 			}
 			p->holders = bit;
 			p->writer = r->k;
+			supply_flush(s);
 			if (memory_object_lock_request(s->kernels[r->k].ctl, pg * PS, PS,
 			    MEMORY_OBJECT_RETURN_NONE, FALSE, VM_PROT_NONE, MACH_PORT_NULL) !=
 			    KERN_SUCCESS)
@@ -434,6 +471,7 @@ h_init(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_object_co
 	if (ke == NULL) {
 		/* Full (or a second init on one control port): this kernel cannot join. */
 		STAT(s, refused, 1);
+		supply_flush(s);
 		(void)memory_object_destroy(ctl, KERN_RESOURCE_SHORTAGE);
 		(void)mach_port_deallocate(mach_task_self(), ctl);
 		if (MACH_PORT_VALID(name))
@@ -475,7 +513,7 @@ h_terminate(void *ctx, memory_object_t obj, mach_port_seqno_t seqno, memory_obje
 	}
 	/* Its dirty pages came back before this message. */
 	s->gone &= ~(1ull << k);
-	kernel_release(&s->kernels[k], true);
+	kernel_release(s, &s->kernels[k], true);
 	if (name != s->kernels[k].name && MACH_PORT_VALID(name))
 		(void)mach_port_destroy(mach_task_self(), name);
 	kernel_forget(s, k);
@@ -511,8 +549,10 @@ h_request(struct mvm_shm_pager *s, memory_object_control_t ctl, vm_offset_t off,
 		s->st.unlocks += len / PS;
 	mvm_lock_release(&s->lock);
 	for (vm_offset_t o = off; o < off + len; o += PS)
-		if (request(s, o / PS, kind, k, NULL) != KERN_SUCCESS && kind != RQ_UNLOCK)
+		if (request(s, o / PS, kind, k, NULL) != KERN_SUCCESS && kind != RQ_UNLOCK) {
+			supply_flush(s);
 			(void)memory_object_data_error(ctl, o, PS, KERN_RESOURCE_SHORTAGE);
+		}
 	(void)mach_port_deallocate(mach_task_self(), ctl); /* this message's send right */
 	reap_gone(s);
 	return KERN_SUCCESS;
@@ -646,7 +686,7 @@ h_dead(struct mvm_shm_pager *s, mach_port_t name, bool deleted)
 		if (deleted)
 			ke->ctl = MACH_PORT_NULL; /* no right of ours is left under it */
 		else
-			kernel_release(ke, false);
+			kernel_release(s, ke, false);
 		ke->ctl = ke->name = MACH_PORT_NULL;
 		s->gone &= ~(1ull << k);
 		kernel_forget(s, k);
@@ -692,8 +732,13 @@ shm_demux(mach_msg_header_t *in, mach_msg_header_t *out)
 	struct mvm_shm_pager *s = shm_cur;
 	mig_reply_header_t *r = (mig_reply_header_t *)out;
 
-	if (in->msgh_local_port != s->priv)
-		return mvm_memory_object_server(&shm_ops, s, in, out);
+	if (in->msgh_local_port != s->priv) {
+		boolean_t ok = mvm_memory_object_server(&shm_ops, s, in, out);
+
+		supply_flush(s);
+		reap_gone(s);
+		return ok;
+	}
 	if (in->msgh_id == MACH_NOTIFY_DEAD_NAME &&
 	    in->msgh_size >= sizeof(mach_dead_name_notification_t))
 		h_dead(s, ((mach_dead_name_notification_t *)in)->not_port, false);
@@ -702,6 +747,7 @@ shm_demux(mach_msg_header_t *in, mach_msg_header_t *out)
 		h_dead(s, ((mach_port_deleted_notification_t *)in)->not_port, true);
 	else if (in->msgh_id == SHM_MSG_READ && in->msgh_size == sizeof(struct shm_read_msg))
 		h_read(s, ((struct shm_read_msg *)in)->peek);
+	supply_flush(s);
 	reap_gone(s);
 	r->RetCode = KERN_SUCCESS; /* rights handled above; nothing to answer */
 	return TRUE;
@@ -739,7 +785,7 @@ destroy(struct mvm_shm_pager *s)
 		(void)mach_port_destroy(mach_task_self(), s->priv);
 	for (int k = 0; k < MVM_SHM_MAX_KERNELS; k++)
 		if (s->kernels[k].ctl != MACH_PORT_NULL)
-			kernel_release(&s->kernels[k], false);
+			kernel_release(s, &s->kernels[k], false);
 	for (size_t pg = 0; s->pages != NULL && pg < s->npages; pg++)
 		while (s->pages[pg].head != NULL) {
 			struct shm_req *r = s->pages[pg].head;
@@ -765,6 +811,7 @@ mvm_shm_pager_create(vm_size_t size, struct mvm_shm_pager **pager, mach_port_t *
 		return KERN_INVALID_ARGUMENT;
 	if ((s = mvm__calloc(1, sizeof(*s))) == NULL)
 		return KERN_RESOURCE_SHORTAGE;
+	s->batch.k = NOBODY;
 	mvm_lock_init(&s->lock, MVM_LOCKRANK_PAGER, "shm pager");
 	pthread_cond_init(&s->cond, NULL);
 	s->size = MVM_ROUND_PAGE(size);
