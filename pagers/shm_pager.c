@@ -703,6 +703,7 @@ static void
 h_read(struct mvm_shm_pager *s, struct shm_peek *pk)
 {
 	bool known = false;
+	vm_offset_t end;
 
 	mvm_lock_acquire(&s->lock);
 	for (struct shm_peek *q = s->peeks; q != NULL; q = q->next)
@@ -710,14 +711,16 @@ h_read(struct mvm_shm_pager *s, struct shm_peek *pk)
 	mvm_lock_release(&s->lock);
 	if (!known)
 		return; /* not a read of ours */
-	pk->pages_left = (size_t)((MVM_ROUND_PAGE(pk->off + pk->len) - MVM_TRUNC_PAGE(pk->off)) / PS);
-	for (vm_offset_t o = MVM_TRUNC_PAGE(pk->off); o < pk->off + pk->len; o += PS)
+	/* Once its last page is served, the caller may return: pk is not touched after. */
+	end = pk->off + pk->len;
+	pk->pages_left = (size_t)((MVM_ROUND_PAGE(end) - MVM_TRUNC_PAGE(pk->off)) / PS);
+	for (vm_offset_t o = MVM_TRUNC_PAGE(pk->off); o < end; o += PS)
 		if (request(s, o / PS, RQ_PEEK, NOBODY, pk) != KERN_SUCCESS) {
 			/* No memory for the rest: fail the read once the queued pages are done. */
 			mvm_lock_acquire(&s->lock);
 			pk->kr = KERN_RESOURCE_SHORTAGE;
 			mvm_lock_release(&s->lock);
-			pk->pages_left -= (size_t)((MVM_ROUND_PAGE(pk->off + pk->len) - o) / PS) - 1;
+			pk->pages_left -= (size_t)((MVM_ROUND_PAGE(end) - o) / PS) - 1;
 			peek_page_done(s, pk, o / PS);
 			break;
 		}

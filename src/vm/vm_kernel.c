@@ -625,6 +625,12 @@ dispatch(struct mvm_fault *f, struct work *w)
 		park(o, f);
 		return;
 	}
+	if ((need & p->page_lock) != 0 && o->dead) {
+		/* Forbidden, and nobody is left to lift the lock. */
+		w->kind = W_SIGBUS;
+		mvm__free(f);
+		return;
+	}
 	if ((need & p->page_lock) != 0) {
 		/* Forbidden by the page lock: ask the manager, cumulatively, once. */
 		if ((p->unlock_request & need) != need) {
