@@ -69,12 +69,12 @@
 #include <machvm/vm.h>
 #include "sys/uffd_compat.h"
 #include "bench_common.h"
+#include "bench_rpc.h"
 
 #define PS 4096UL
 #define MAX_REPS 64
 #define SOCK_FD 3                 /* the server's end of the socketpair */
 #define RPC_ID 4500
-#define RPC_WORDS 16              /* 64 bytes of payload */
 #define STORE_PAGES 4096          /* the object: 16 MiB */
 
 /* ---- 1. options, placement, helpers ------------------------------------------------------ */
@@ -148,19 +148,6 @@ pattern(size_t pg, size_t i)
 	return (unsigned char)(pg * 13 + i);
 }
 
-struct rpc_msg {
-	mach_msg_header_t head;
-	mach_msg_type_t data_type;        /* INTEGER_32 x RPC_WORDS */
-	int32_t data[RPC_WORDS];
-};
-
-static void
-set_data_type(mach_msg_type_t *t)
-{
-	*t = (mach_msg_type_t){ .msgt_name = MACH_MSG_TYPE_INTEGER_32, .msgt_size = 32,
-		.msgt_number = RPC_WORDS, .msgt_inline = 1 };
-}
-
 static void
 name_of(char *buf, size_t len, pid_t server, const char *what)
 {
@@ -187,38 +174,6 @@ static const struct mvm_pager_ops store_ops = {
 	.name = "bench-store",
 	.read_pages = store_read,
 };
-
-static void *
-rpc_server_main(void *arg)
-{
-	mach_port_t port = (mach_port_t)(uintptr_t)arg;
-	union {
-		struct rpc_msg m;
-		char buf[512];
-	} u;
-	mach_msg_option_t opt = MACH_RCV_MSG;
-	mach_msg_size_t send_size = 0;
-
-	for (;;) {
-		kern_return_t kr = mach_msg(&u.m.head, opt, send_size, sizeof(u), port,
-		    MACH_MSG_TIMEOUT_NONE, MACH_PORT_NULL);
-
-		if (kr != MACH_MSG_SUCCESS) {
-			/* A reply that could not go (the client died): receive only. */
-			opt = MACH_RCV_MSG;
-			send_size = 0;
-			continue;
-		}
-		/* Reply in place: the same payload, to the send-once right. */
-		u.m.head.msgh_bits = MACH_MSGH_BITS(MACH_MSGH_BITS_REMOTE(u.m.head.msgh_bits), 0);
-		u.m.head.msgh_local_port = MACH_PORT_NULL;
-		u.m.head.msgh_id += 100;
-		u.m.head.msgh_size = sizeof(u.m);
-		opt = MACH_SEND_MSG | MACH_RCV_MSG;
-		send_size = sizeof(u.m);
-	}
-	return NULL;
-}
 
 /* Answer the socketpair until it closes (the client is gone), then exit. */
 static void
@@ -284,31 +239,12 @@ server_main(int cpu)
 static double
 rpc_mach(mach_port_t server, mach_port_t reply, unsigned n)
 {
-	union {
-		struct rpc_msg m;
-		char buf[512];
-	} u;
-	double t0 = now_us();
+	kern_return_t kr;
+	double us = rpc_trips(server, reply, RPC_ID, n, &kr);
 
-	for (unsigned i = 0; i < n; i++) {
-		kern_return_t kr;
-
-		u.m.head.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND,
-		    MACH_MSG_TYPE_MAKE_SEND_ONCE);
-		u.m.head.msgh_size = sizeof(u.m);
-		u.m.head.msgh_remote_port = server;
-		u.m.head.msgh_local_port = reply;
-		u.m.head.msgh_id = RPC_ID;
-		set_data_type(&u.m.data_type);
-		u.m.data[0] = (int32_t)i;
-		kr = mach_msg(&u.m.head, MACH_SEND_MSG | MACH_RCV_MSG, sizeof(u.m), sizeof(u), reply,
-		    MACH_MSG_TIMEOUT_NONE, MACH_PORT_NULL);
-		if (kr != MACH_MSG_SUCCESS)
-			die_kr("mach_msg", kr);
-		if (u.m.head.msgh_id != RPC_ID + 100 || u.m.data[0] != (int32_t)i)
-			die("wrong RPC reply");
-	}
-	return (now_us() - t0) / n;
+	if (us < 0)
+		die_kr("RPC round trip", kr);
+	return us;
 }
 
 /* The same bytes as a raw socket round trip. */
@@ -319,7 +255,7 @@ rpc_raw(int fd, unsigned n)
 	double t0;
 
 	memset(&m, 0, sizeof(m));
-	set_data_type(&m.data_type);
+	rpc_set_data_type(&m.data_type);
 	t0 = now_us();
 	for (unsigned i = 0; i < n; i++) {
 		m.data[0] = (int32_t)i;
