@@ -143,22 +143,27 @@ service_main(void *arg)
 			rep.ret = MIG_BAD_ARGUMENTS;
 		} else {
 			in.req.name[sizeof(in.req.name) - 1] = '\0';
+			/* A reference of our own, taken under nn.lock (a check-out may drop the
+			 * entry's as soon as it is released), moves with the reply: no message
+			 * is sent and no right freed under nn.lock (lock order: freeing a right
+			 * may free memory under vm_regions). */
 			mvm_lock_acquire(&nn.lock);
-			if ((e = find(in.req.name)) != NULL) {
+			if ((e = find(in.req.name)) != NULL &&
+			    mach_port_mod_refs(mach_task_self(), e->port, MACH_PORT_RIGHT_SEND, 1) ==
+			    KERN_SUCCESS) {
 				rep.ret = NETNAME_SUCCESS;
 				rep.port = e->port;
 			}
-			/* The reply is sent under nn.lock so that a check-out cannot remove the
-			 * right between here and the copy; a reply to a send-once right never
-			 * blocks. */
+			mvm_lock_release(&nn.lock);
 			rep.head.msgh_bits = MACH_MSGH_BITS(MACH_MSGH_BITS_REMOTE(in.req.head.msgh_bits), 0) |
 			    MACH_MSGH_BITS_COMPLEX;
 			rep.head.msgh_size = sizeof(rep);
-			if (rep.ret != NETNAME_SUCCESS)
-				set_type(&rep.port_type, MACH_MSG_TYPE_COPY_SEND, 32, 1), rep.port = MACH_PORT_NULL;
+			if (rep.ret == NETNAME_SUCCESS)
+				set_type(&rep.port_type, MACH_MSG_TYPE_MOVE_SEND, 32, 1);
+			else
+				rep.port = MACH_PORT_NULL;
 			mr = mach_msg(&rep.head, MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof(rep), 0,
 			    MACH_PORT_NULL, 0, MACH_PORT_NULL);
-			mvm_lock_release(&nn.lock);
 			if (mr != MACH_MSG_SUCCESS)
 				mach_msg_destroy(&rep.head);
 			continue;
@@ -250,10 +255,13 @@ netname_check_in(mach_port_t server_port, const char *port_name, mach_port_t sig
 		return kr;
 	}
 	if (old != NULL) {
-		/* Checked in again by its owner: the new right replaces the old one. */
-		(void)mach_port_deallocate(mach_task_self(), old->port);
+		/* Checked in again by its owner: the new right replaces the old one (dropped
+		 * once nn.lock is released: no right is freed under it). */
+		mach_port_t prev = old->port;
+
 		old->port = port_id;
 		mvm_lock_release(&nn.lock);
+		(void)mach_port_deallocate(mach_task_self(), prev);
 		return NETNAME_SUCCESS;
 	}
 	name_path(path, sizeof(path), port_name);
@@ -292,9 +300,9 @@ netname_check_in(mach_port_t server_port, const char *port_name, mach_port_t sig
 	mvm_lock_release(&nn.lock);
 	return NETNAME_SUCCESS;
 fail:
+	mvm_lock_release(&nn.lock);
 	mvm__free(e);
 	(void)mach_port_deallocate(mach_task_self(), port_id);
-	mvm_lock_release(&nn.lock);
 	return kr;
 }
 
@@ -326,8 +334,8 @@ netname_check_out(mach_port_t server_port, const char *port_name, mach_port_t si
 	name_path(path, sizeof(path), port_name);
 	(void)mvm__unlink(path); /* while still locked: nobody took it over */
 	mvm__close(e->fd);
-	(void)mach_port_deallocate(mach_task_self(), e->port);
 	mvm_lock_release(&nn.lock);
+	(void)mach_port_deallocate(mach_task_self(), e->port);
 	mvm__free(e);
 	return NETNAME_SUCCESS;
 }
