@@ -29,10 +29,12 @@
  *                       increments it, B waits until it is odd and increments it (atomic
  *                       add: a write access). Waiting is loads of the page itself, with
  *                       sched_yield between loads (on a shared CPU a pure spinner would
- *                       starve the others). Every increment moves write ownership (the
- *                       waiter's read faults the page back with a downgrade of the
- *                       writer, its add asks data_unlock and the manager flushes the other
- *                       copy). Time per move = time / --iters increments.
+ *                       starve the others). Every increment moves write ownership: the
+ *                       first moves take the waiter's read (a downgrade of the writer)
+ *                       and its add (data_unlock: the other copy is flushed); from then
+ *                       on the page is migratory and the waiter's read takes it whole
+ *                       (the writer flushed, the page supplied writable). Time per move =
+ *                       time / --iters increments.
  *   ping-pong, futex    the counter in page 1; each side waits on a futex in the control
  *                       region instead (no load of the page): the side whose turn it is
  *                       adds (a write fault on an absent page: data_request for write, the
@@ -792,6 +794,7 @@ stats_add(struct mvm_shm_pager_stats *acc, bool rd, int i, int j)
 	acc->stale_unlocks += y->stale_unlocks - x->stale_unlocks;
 	acc->supplies += y->supplies - x->supplies;
 	acc->grants += y->grants - x->grants;
+	acc->migratory_grants += y->migratory_grants - x->migratory_grants;
 	acc->invalidations += y->invalidations - x->invalidations;
 	acc->downgrades += y->downgrades - x->downgrades;
 	acc->returns += y->returns - x->returns;
@@ -801,9 +804,11 @@ stats_add(struct mvm_shm_pager_stats *acc, bool rd, int i, int j)
 static void
 print_stats(const char *indent, const struct mvm_shm_pager_stats *s, double n, const char *per)
 {
-	printf("%smanager per %s: %.2f grants, %.2f invalidations, %.2f downgrades; requests "
-	    "%.2f read, %.2f write, %.2f unlock (%.2f stale); %.2f supplies, %.2f dirty returns\n",
-	    indent, per, s->grants / n, s->invalidations / n, s->downgrades / n, s->read_requests / n,
+	printf("%smanager per %s: %.2f grants (%.2f migratory), %.2f invalidations, %.2f "
+	    "downgrades; requests %.2f read, %.2f write, %.2f unlock (%.2f stale); %.2f supplies, "
+	    "%.2f dirty returns\n",
+	    indent, per, s->grants / n, s->migratory_grants / n, s->invalidations / n,
+	    s->downgrades / n, s->read_requests / n,
 	    s->write_requests / n, s->unlocks / n, s->stale_unlocks / n, s->supplies / n,
 	    s->dirty_returns / n);
 }

@@ -69,16 +69,36 @@ struct shm_req {
 	uint8_t kind;                     /* enum req_kind */
 	int8_t k;                         /* the kernel's slot (not RQ_PEEK) */
 	uint32_t gen;                     /* the slot's generation when asked */
+	bool seen;                        /* page_run looked at it once */
+	bool mig;                         /* RQ_READ of a migratory page: served as a write */
+	bool mig_upgrade;                 /* RQ_UNLOCK: the page moves like a migratory one */
 	struct shm_peek *peek;            /* RQ_PEEK */
 };
 
 enum trans { TR_NONE, TR_FLUSH, TR_DOWNGRADE };
+
+/*
+ * Migratory pages. A page that moves from kernel to kernel, each reading it and then
+ * writing it (data under a lock, a counter), would cost two transitions per move: a
+ * downgrade of the writer for the read, then a flush of that reader copy for the
+ * write. When an unlock comes from a kernel that shares the page only with its last
+ * writer, the page is marked migratory: a later read of it while another kernel writes
+ * it takes the page from the writer whole (flush) and supplies it writable, one
+ * transition per move. If such a kernel gives the page up without having written it
+ * (no dirty data came back), the guess was wrong: the mark goes, and reads downgrade
+ * again. Granting write where read was asked never weakens coherence.
+ */
+#define PG_MIGRATORY  0x01
+#define PG_DIRTY_SEEN 0x02                /* mig_k returned dirty data */
 
 struct shm_page {
 	uint64_t holders;                 /* (s) kernels that may hold a copy */
 	uint64_t asked;                   /* (s) kernels asked by the transition under way */
 	uint64_t owed;                    /* (s) of those, the ones that owe lock_completed */
 	int8_t writer;                    /* (s) the kernel that may write, or NOBODY */
+	int8_t last_writer;               /* (s) the last kernel granted write, or NOBODY */
+	int8_t mig_k;                     /* (s) the writer a read made the writer, or NOBODY */
+	uint8_t flags;                    /* (s) PG_* */
 	uint8_t trans;                    /* (s) enum trans under way */
 	struct shm_req *head, *tail;      /* (s) requests waiting, oldest first */
 };
@@ -154,6 +174,10 @@ kernel_forget(struct mvm_shm_pager *s, int k)
 		p->holders &= ~bit;
 		if (p->writer == k)
 			p->writer = NOBODY;
+		if (p->mig_k == k)
+			p->mig_k = NOBODY;
+		if (p->last_writer == k)
+			p->last_writer = NOBODY;
 		if (p->owed & bit) {
 			p->owed &= ~bit;
 			resume = p->owed == 0;
@@ -272,16 +296,29 @@ ask(struct mvm_shm_pager *s, size_t pg, uint64_t set, enum trans how)
 	return asked;
 }
 
-/* The transition of page pg is over: the kernels asked hold what they were left. */
+/* The writer of p gives up write access: was a migratory guess right? */
+static void
+writer_ends(struct shm_page *p)
+{
+	if (p->writer != NOBODY && p->writer == p->mig_k) {
+		if (!(p->flags & PG_DIRTY_SEEN))
+			p->flags &= (uint8_t)~PG_MIGRATORY; /* it only read: not migratory */
+		p->mig_k = NOBODY;
+	}
+	p->writer = NOBODY;
+}
+
+/* The transition of page pg is over: the kernels asked hold what they were left (their
+ * dirty data came back before their lock_completed). */
 static void
 trans_end(struct shm_page *p, uint64_t asked, enum trans how)
 {
 	if (how == TR_FLUSH) {
 		p->holders &= ~asked;
 		if (p->writer != NOBODY && (asked & (1ull << p->writer)))
-			p->writer = NOBODY;
+			writer_ends(p);
 	} else if (how == TR_DOWNGRADE) {
-		p->writer = NOBODY;
+		writer_ends(p);
 	}
 }
 
@@ -350,11 +387,23 @@ page_run(struct mvm_shm_pager *s, size_t pg)
 
 		if (r->kind != RQ_PEEK && (s->kernels[r->k].gen != r->gen || (s->gone & bit)))
 			goto done; /* its kernel is gone */
-		/* Who must give the page up first? */
+		/* Who must give the page up first? (First look: the migratory decisions.) */
+		if (!r->seen) {
+			uint64_t lw = p->last_writer == NOBODY ? 0 : 1ull << p->last_writer;
+
+			r->seen = true;
+			r->mig = r->kind == RQ_READ && (p->flags & PG_MIGRATORY) &&
+			    p->writer != NOBODY && (1ull << p->writer) != bit;
+			r->mig_upgrade = r->kind == RQ_UNLOCK && lw != 0 && lw != bit &&
+			    (p->holders & bit) && (p->holders & ~(bit | lw)) == 0;
+		}
 		switch (r->kind) {
 		case RQ_READ:
 		case RQ_PEEK:
-			if (p->writer != NOBODY && (1ull << p->writer) != bit) {
+			if (r->mig) {
+				need = p->holders & ~bit; /* as for a write */
+				how = TR_FLUSH;
+			} else if (p->writer != NOBODY && (1ull << p->writer) != bit) {
 				need = 1ull << p->writer;
 				how = TR_DOWNGRADE;
 			}
@@ -383,14 +432,27 @@ page_run(struct mvm_shm_pager *s, size_t pg)
 		switch (r->kind) {
 		case RQ_READ:
 			if (p->writer == r->k)
-				p->writer = NOBODY; /* it dropped its clean copy and asks again */
+				writer_ends(p); /* it dropped its copy and asks again */
+			if (r->mig && (p->holders & ~bit) == 0) {
+				/* Migratory: the reader gets the page writable. */
+				p->holders = bit;
+				p->writer = p->last_writer = p->mig_k = r->k;
+				p->flags &= (uint8_t)~PG_DIRTY_SEEN;
+				supply(s, r->k, pg, true);
+				mvm_lock_acquire(&s->lock);
+				s->st.supplies++;
+				s->st.grants++;
+				s->st.migratory_grants++;
+				mvm_lock_release(&s->lock);
+				break;
+			}
 			p->holders |= bit;
 			supply(s, r->k, pg, false);
 			STAT(s, supplies, 1);
 			break;
 		case RQ_WRITE:
 			p->holders = bit;
-			p->writer = r->k;
+			p->writer = p->last_writer = r->k;
 			supply(s, r->k, pg, true);
 			mvm_lock_acquire(&s->lock);
 			s->st.supplies++;
@@ -404,8 +466,10 @@ page_run(struct mvm_shm_pager *s, size_t pg)
 				STAT(s, stale_unlocks, 1);
 				break;
 			}
+			if (r->mig_upgrade)
+				p->flags |= PG_MIGRATORY;
 			p->holders = bit;
-			p->writer = r->k;
+			p->writer = p->last_writer = r->k;
 			supply_flush(s);
 			if (memory_object_lock_request(s->kernels[r->k].ctl, pg * PS, PS,
 			    MEMORY_OBJECT_RETURN_NONE, FALSE, VM_PROT_NONE, MACH_PORT_NULL) !=
@@ -595,12 +659,15 @@ h_data_return(void *ctx, memory_object_t obj, mach_port_seqno_t seqno,
 			struct shm_page *p = &s->pages[off / PS + i];
 
 			/* Only the writer's data is newer than ours; a reader's copy is ours. */
-			if (dirty && p->writer == k)
+			if (dirty && p->writer == k) {
 				memcpy(s->data + off + i * PS, (const char *)data + i * PS, PS);
+				if (p->mig_k == k)
+					p->flags |= PG_DIRTY_SEEN;
+			}
 			if (!kernel_copy) {
 				p->holders &= ~(1ull << k);
 				if (p->writer == k)
-					p->writer = NOBODY;
+					writer_ends(p);
 			}
 		}
 		mvm_lock_acquire(&s->lock);
@@ -831,7 +898,7 @@ mvm_shm_pager_create(vm_size_t size, struct mvm_shm_pager **pager, mach_port_t *
 		return KERN_RESOURCE_SHORTAGE;
 	}
 	for (size_t pg = 0; pg < s->npages; pg++)
-		s->pages[pg].writer = NOBODY;
+		s->pages[pg].writer = s->pages[pg].last_writer = s->pages[pg].mig_k = NOBODY;
 	if ((kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &s->port)) ||
 	    (kr = mach_port_insert_right(mach_task_self(), s->port, s->port,
 	    MACH_MSG_TYPE_MAKE_SEND)) ||

@@ -905,12 +905,13 @@ out:
 	if (shm != NULL) {
 		if (in_obj && mvm_shm_pager_stats(shm, &ss) == KERN_SUCCESS)
 			say("machvm serve: %s: %llu kernels came (%llu left, %llu died); %llu read and "
-			    "%llu write requests, %llu unlocks; %llu write grants, %llu flushes, %llu "
-			    "downgrades, %llu pages returned\n", name,
+			    "%llu write requests, %llu unlocks; %llu write grants (%llu to migratory "
+			    "reads), %llu flushes, %llu downgrades, %llu pages returned\n", name,
 			    (unsigned long long)ss.inits, (unsigned long long)ss.terminates,
 			    (unsigned long long)ss.deaths, (unsigned long long)ss.read_requests,
 			    (unsigned long long)ss.write_requests, (unsigned long long)ss.unlocks,
-			    (unsigned long long)ss.grants, (unsigned long long)ss.invalidations,
+			    (unsigned long long)ss.grants, (unsigned long long)ss.migratory_grants,
+			    (unsigned long long)ss.invalidations,
 			    (unsigned long long)ss.downgrades, (unsigned long long)ss.returns);
 		/* Kernels still mapping it see their manager die. */
 		(void)mvm_shm_pager_shutdown(shm);

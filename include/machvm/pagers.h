@@ -142,6 +142,7 @@ struct mvm_shm_pager_stats {
 	uint64_t downgrades;       /* writers asked to return data and keep a read copy */
 	uint64_t returns;          /* pages received with data_return */
 	uint64_t dirty_returns;    /* of those, dirty */
+	uint64_t migratory_grants; /* reads of a migratory page answered with write access */
 };
 
 /* Create the pager; *port receives a send right to the object port (the pager keeps the
