@@ -385,6 +385,39 @@ setup(void **state)
 	return nt_setup(state);
 }
 
+/* The scheduler state of process pid ('T': stopped), for diagnostics. */
+static char
+proc_state(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return '?';
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' ? p[2] : '?';
+}
+
+/* Stop process pid and wait until it is stopped (SIGSTOP takes effect when each of its
+ * threads next runs: on a loaded machine, later than kill() returns). */
+static void
+stop_process(pid_t pid)
+{
+	uint64_t end = nt_now_ms() + 5000;
+
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	while (proc_state(pid) != 'T') {
+		if (nt_now_ms() > end)
+			fail_msg("process %d did not stop (state %c)", (int)pid, proc_state(pid));
+		nt_sleep_ms(1);
+	}
+}
+
 /* The actor's next report tagged `tag`, if one comes within ms. */
 static bool
 hear_within(struct nt_actor *a, unsigned tag, int ms, uint64_t *val)
@@ -632,13 +665,17 @@ kill_while_asked(bool flush)
 	writer_holds(m, a, p);
 	EXPECT(b, C_READ, 1, 0, 0);
 	before = ask(m, G_STAT, flush ? ST(invalidations) : ST(downgrades), 0);
-	assert_int_equal(kill(a->pid, SIGSTOP), 0);
+	stop_process(a->pid);
 	/* B writes word 0 of P (the manager flushes A) or reads P (A must downgrade): A is
 	 * stopped, so B's access waits. */
 	EXPECT(b, flush ? C_ASYNC_WRITE0 : C_ASYNC_READ, p, 0, 0);
 	if (hear_within(b, TAG_ASYNC, BLOCK_MS, &v))
 		fail_msg("B's access to page %zu completed (0x%llx) while A, which holds it for "
-		    "writing, is stopped", p, (unsigned long long)v);
+		    "writing, is stopped (A's state %c; manager: %llu downgrades, %llu "
+		    "invalidations, before %llu)", p, (unsigned long long)v, proc_state(a->pid),
+		    (unsigned long long)ask(m, G_STAT, ST(downgrades), 0),
+		    (unsigned long long)ask(m, G_STAT, ST(invalidations), 0),
+		    (unsigned long long)before);
 	/* The manager serves the rest meanwhile; it has asked A once. */
 	expect_(m, G_WAIT, flush ? ST(invalidations) : ST(downgrades), (uint32_t)before + 1,
 	    before + 1, "wait asked", __LINE__);
@@ -705,7 +742,7 @@ test_kill_manager(void **state)
 	EXPECT(b, C_WRITE, 2, 5, 0);
 	EXPECT(b, C_WRITE, 5, 6, 0);
 	/* B stopped: A's write to page 2 waits for B's flush. */
-	assert_int_equal(kill(b->pid, SIGSTOP), 0);
+	stop_process(b->pid);
 	EXPECT(a, C_ASYNC_WRITE0, 2, 0, 0);
 	if (hear_within(a, TAG_ASYNC, BLOCK_MS, &v))
 		fail_msg("A's write to page 2 completed (0x%llx) while B, which holds it, is "
