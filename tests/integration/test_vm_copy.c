@@ -327,7 +327,7 @@ struct callmgr {
 
 static struct callmgr cm;
 
-static void
+static void __attribute__((format(printf, 1, 2)))
 cm_log(const char *fmt, ...)
 {
 	va_list ap;

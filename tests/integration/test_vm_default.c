@@ -232,7 +232,7 @@ struct sdm {
 
 static struct sdm sd;
 
-static void
+static void __attribute__((format(printf, 1, 2)))
 sd_log(const char *fmt, ...)
 {
 	va_list ap;
