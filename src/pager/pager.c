@@ -1439,18 +1439,33 @@ mvm_pager_create(const struct mvm_pager_ops *ops, void *upi, const struct mvm_pa
 	return KERN_SUCCESS;
 }
 
+/*
+ * Drop every send (or dead-name) reference of name. The port may die between the count
+ * and the drop (a kernel in this process destroying its control or name port as its
+ * manager goes): the send references are then dead-name references, so count again.
+ */
 static void
 drop_sends(mach_port_t name)
 {
-	mach_port_urefs_t n = 0;
+	for (int tries = 0; tries < 8; tries++) {
+		mach_port_urefs_t n = 0;
 
-	if (mach_port_get_refs(mach_task_self(), name, MACH_PORT_RIGHT_SEND, &n) == KERN_SUCCESS &&
-	    n > 0)
-		(void)mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_SEND, -(mach_port_delta_t)n);
-	else if (mach_port_get_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME, &n) ==
-	    KERN_SUCCESS && n > 0)
-		(void)mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME,
-		    -(mach_port_delta_t)n);
+		if (mach_port_get_refs(mach_task_self(), name, MACH_PORT_RIGHT_SEND, &n) ==
+		    KERN_SUCCESS && n > 0) {
+			if (mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_SEND,
+			    -(mach_port_delta_t)n) == KERN_SUCCESS)
+				return;
+			continue; /* it died meanwhile */
+		}
+		if (mach_port_get_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME, &n) ==
+		    KERN_SUCCESS && n > 0) {
+			if (mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME,
+			    -(mach_port_delta_t)n) == KERN_SUCCESS)
+				return;
+			continue;
+		}
+		return;
+	}
 }
 
 kern_return_t
