@@ -661,6 +661,10 @@ pp_client(long round)
 	NT_KR(mr, MACH_MSG_SUCCESS);
 	NT_EQ(u.h.msgh_id, GET + 100);
 	p = u.pm.port;
+	/* The server died with the reply in flight: the right arrives as MACH_PORT_DEAD. */
+	if (p == MACH_PORT_DEAD)
+		pp_client_after(s, MACH_PORT_NULL, r, dn, q, nq, false, 0);
+	NT_CHECK(MACH_PORT_VALID(p));
 	/* sync 1: if the server is already dead, the notification comes at once. */
 	nt_request(p, MACH_NOTIFY_DEAD_NAME, 1, dn);
 	for (uint32_t k = 0;; k++) {
