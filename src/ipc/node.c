@@ -1286,6 +1286,11 @@ wref_in(const struct mvm_wref *w, const struct mvm_wref *extra, struct mvm_peer 
 		    remote_find(from, extra[2].token);
 		int64_t so = (int64_t)w->aux;
 
+		if (w->aux > MVM_WIRE_SO_MAX) {
+			/* A claim no sender makes (see MVM_WIRE_SO_MAX): the right dies here. */
+			kp.port = MVM_PORT_DEAD;
+			return kp;
+		}
 		if (old != NULL && old->port != NULL && old->port->active &&
 		    old->port->export == NULL && export_find(w->token) == NULL) {
 			/*

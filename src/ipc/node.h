@@ -36,6 +36,10 @@
 #define MVM_WIRE_INLINE_MAX (48u << 10)  /* larger frames travel in a sealed memfd */
 #define MVM_WIRE_FRAME_MAX (1u << 30)
 #define MVM_WIRE_FDS_MAX 250u
+/* The send-once rights a moved receive right may say reach it through other nodes: each
+ * becomes a notification if the sender dies, so a frame must not ask for unbounded
+ * work. A larger claim makes the right arrive dead. */
+#define MVM_WIRE_SO_MAX (1u << 16)
 /*
  * Out-of-line regions from this size travel as sealed memfds (no copy at the receiver);
  * smaller ones are copied into the frame: below about 16 pages, memfd_create, ftruncate,
