@@ -241,17 +241,6 @@ op_run(int kind, size_t pg, uint32_t v)
 	return o->result;
 }
 
-/* cmocka's handlers for crashes (inherited from the test process) would longjmp into
- * the test runner's copy: an actor that crashes dies of the signal instead. */
-static void
-default_crash_signals(void)
-{
-	static const int sigs[] = { SIGSEGV, SIGILL, SIGFPE, SIGBUS, SIGSYS };
-
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		signal(sigs[i], SIG_DFL);
-}
-
 static void
 install_on_sigbus(void)
 {
@@ -273,7 +262,6 @@ mapper(long npages)
 	vm_size_t size = (vm_size_t)npages * PG;
 
 	/* Before the first machvm call: the kernel's handler chains to ours. */
-	default_crash_signals();
 	install_on_sigbus();
 	NT_EQ(sysconf(_SC_PAGESIZE), PG);
 	obj = nt_look_up("shm");
@@ -332,7 +320,6 @@ manager(long npages)
 	struct mvm_shm_pager *s = NULL;
 	mach_port_t port = MACH_PORT_NULL;
 
-	default_crash_signals();
 	NT_KR(mvm_shm_pager_create((vm_size_t)npages * PG, &s, &port), KERN_SUCCESS);
 	nt_check_in("shm", port);
 	reply(0);
@@ -798,7 +785,6 @@ bad_arguments(long arg)
 	const vm_size_t size = 3 * PG;
 
 	(void)arg;
-	default_crash_signals();
 	NT_KR(mvm_shm_pager_create(0, &s, &port), KERN_INVALID_ARGUMENT);
 	NT_KR(mvm_shm_pager_create(PG, NULL, &port), KERN_INVALID_ARGUMENT);
 	NT_KR(mvm_shm_pager_create(PG, &s, NULL), KERN_INVALID_ARGUMENT);
@@ -888,7 +874,6 @@ many_reads(long n)
 	struct reader r[READERS];
 	pthread_t th[READERS];
 
-	default_crash_signals();
 	NT_KR(mvm_shm_pager_create(4 * PG, &s, &port), KERN_SUCCESS);
 	for (int i = 0; i < READERS; i++) {
 		r[i] = (struct reader){ s, n, (vm_offset_t)i * 8 };
@@ -947,8 +932,6 @@ main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_map_beyond_end, setup, nt_teardown),
 	};
 
-	/* An order to an actor that died fails that test, not the program. */
-	signal(SIGPIPE, SIG_IGN);
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]);
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -343,7 +343,6 @@ struct shared {
 	atomic_uint progress;         /* runs finished */
 	atomic_int abort;             /* the orchestrator saw an actor fail: give up */
 	_Atomic uint64_t go_ns;       /* the last barrier's start time (CLOCK_MONOTONIC) */
-	char why[200];                /* the probe: why the kernel cannot run */
 	uint32_t regs[];              /* runs * MAXREGS */
 };
 
@@ -442,37 +441,6 @@ spin_us(unsigned us)
 
 /* ---- the actors ---------------------------------------------------------------------------- */
 
-/*
- * Actor: the default action for the signals of faults. cmocka catches them around each
- * test, and a fork inherits its handler, which would jump back into the test runner's
- * copy here (from whichever thread faulted); machvm's SIGBUS handler chains to the one
- * it finds installed.
- */
-static void
-default_signals(void)
-{
-	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS };
-
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		signal(sigs[i], SIG_DFL);
-}
-
-/* Probe: can the kernel run in a process (userfaultfd)? Tells 1 or 0 (then sh->why). */
-static void
-probe(long arg)
-{
-	char why[sizeof(sh->why)] = "";
-
-	(void)arg;
-	default_signals();
-	if (mvm_vm_available(why, sizeof(why)) == KERN_SUCCESS) {
-		nt_tell(1);
-		return;
-	}
-	snprintf(sh->why, sizeof(sh->why), "%s", why);
-	nt_tell(0);
-}
-
 /* Actor: the next order, waiting as long as the orchestrator lives (the mappers' runs may
  * take longer than NT_TMO); -1 if it went away. */
 static int64_t
@@ -509,7 +477,6 @@ manager(long nkernels)
 	uint64_t end;
 	uint32_t v[NVARS];
 
-	default_signals();
 	NT_KR(mvm_shm_pager_create(OBJ_PAGES * ps, &pager, &port), KERN_SUCCESS);
 	nt_check_in(OBJ_NAME, port);
 	nt_tell(0);
@@ -551,7 +518,6 @@ reader(long arg)
 	size_t ps = page_size();
 
 	(void)arg;
-	default_signals();
 	for (unsigned k = 0; k < READ_ROUNDS; k++) {
 		struct mvm_shm_pager *pager;
 		mach_port_t port;
@@ -580,7 +546,6 @@ mapper(long arg)
 	vm_address_t a = 0;
 	mach_port_t obj;
 
-	default_signals();
 	(void)prctl(PR_SET_TIMERSLACK, 1ul); /* short sleeps in the barrier stay short */
 	obj = nt_look_up(OBJ_NAME);
 	NT_KR(vm_map(SELF, &a, OBJ_PAGES * ps, 0, TRUE, obj, 0, FALSE,
@@ -624,31 +589,7 @@ mapper(long arg)
 
 /* ---- the orchestrator ---------------------------------------------------------------------- */
 
-static int uffd_ok;               /* 0: not probed yet; 1: available; -1: not */
 static unsigned tests_run, tests_varied;
-
-/* Skip (or fail, with MACHVM_REQUIRE_UFFD=1) when the kernel cannot run here; asked of a
- * probe actor, since this process never starts machvm. */
-static void
-require_uffd(void)
-{
-	const char *req = getenv("MACHVM_REQUIRE_UFFD");
-
-	if (uffd_ok == 0) {
-		struct nt_actor *p = nt_spawn("probe", probe, 0);
-
-		uffd_ok = nt_hear(p) == 1 ? 1 : -1;
-		nt_expect_ok(p);
-		nt_forget_all();
-	}
-	if (uffd_ok > 0)
-		return;
-	if (req != NULL && strcmp(req, "1") == 0)
-		fail_msg("userfaultfd required (MACHVM_REQUIRE_UFFD=1) but unavailable: %s",
-		    sh->why);
-	print_message("skipped: %s\n", sh->why);
-	skip();
-}
 
 /* An actor that ended: fine if it exited 0 and may; else the others give up and the test
  * fails with its status. */
@@ -723,7 +664,7 @@ run_litmus(const struct litmus *t)
 	uint64_t t0 = nt_now_ms();
 	char buf[64];
 
-	require_uffd();
+	mvm_test_require_uffd();
 	memset(sh, 0, sh_size);
 	memset(sh->regs, 0xff, (size_t)runs * MAXREGS * sizeof(sh->regs[0]));
 	cur = t;

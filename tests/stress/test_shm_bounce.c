@@ -230,9 +230,6 @@ mapper(long proc)
 	vm_address_t addr = 0;
 	mach_port_t obj;
 
-	/* cmocka's handlers are not ours; a SIGBUS (manager gone) must end the actor. */
-	signal(SIGBUS, SIG_DFL);
-	signal(SIGSEGV, SIG_DFL);
 	alarm((unsigned)(sh->run_ms / 1000) + 60);
 	obj = nt_look_up(NAME);
 	NT_KR(vm_map(SELF, &addr, obj_size(), 0, TRUE, obj, 0, FALSE,
@@ -326,8 +323,6 @@ manager(long arg)
 	int64_t order;
 
 	(void)arg;
-	signal(SIGBUS, SIG_DFL);
-	signal(SIGSEGV, SIG_DFL);
 	alarm((unsigned)(sh->run_ms / 1000) + 60);
 	NT_CHECK(img != NULL && prev != NULL);
 	NT_KR(mvm_shm_pager_create(obj_size(), &pager, &port), KERN_SUCCESS);
@@ -374,38 +369,6 @@ manager(long arg)
 
 /* ---- the test ---------------------------------------------------------------------------- */
 
-/* The probe: can a process map memory objects here? (Not asked in the orchestrator,
- * which must never start machvm.) */
-static void
-probe(long arg)
-{
-	char why[200];
-
-	(void)arg;
-	if (mvm_vm_available(why, sizeof(why)) == KERN_SUCCESS) {
-		nt_tell(1);
-		return;
-	}
-	snprintf(sh->what, sizeof(sh->what), "%s", why);
-	nt_tell(0);
-}
-
-static void
-require_uffd(void)
-{
-	struct nt_actor *p = nt_spawn("probe", probe, 0);
-	const char *req = getenv("MACHVM_REQUIRE_UFFD");
-	uint64_t ok = nt_hear(p);
-
-	nt_expect_ok(p);
-	if (ok)
-		return;
-	if (req != NULL && strcmp(req, "1") == 0)
-		fail_msg("userfaultfd required (MACHVM_REQUIRE_UFFD=1) but unavailable: %s", sh->what);
-	print_message("skipped: %s\n", sh->what);
-	skip();
-}
-
 /* The actor's next report, waiting up to ms. */
 static uint64_t
 hear_within(struct nt_actor *a, uint64_t ms)
@@ -435,7 +398,7 @@ test_bounce(void **state)
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(sh != MAP_FAILED);
 	memset(sh, 0, sizeof(*sh));
-	require_uffd();
+	mvm_test_require_uffd();
 	sh->max_ops = env_u64("MVM_BOUNCE_OPS", UINT64_MAX);
 	if (secs == 0)
 		secs = sh->max_ops == UINT64_MAX ? 12 : 240;

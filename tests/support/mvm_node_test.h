@@ -307,6 +307,7 @@ nt_spawn(const char *name, void (*fn)(long), long arg)
 		signal(SIGBUS, SIG_DFL);
 		signal(SIGILL, SIG_DFL);
 		signal(SIGFPE, SIG_DFL);
+		signal(SIGSYS, SIG_DFL);
 		alarm(NT_ALARM_S);
 		fn(arg);
 		_exit(0);
