@@ -40,6 +40,14 @@ cmp_double(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
+/* The median of v[0..n) (n > 0); sorts v. */
+static double
+median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(v[0]), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 /* Other load on the machine skews every figure, the cross-CPU ones most: say so. */
 static void
 print_load(const char *when)

@@ -127,13 +127,6 @@ pin_self(int cpu)
 }
 
 static double
-median(double *v, unsigned n)
-{
-	qsort(v, n, sizeof(v[0]), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static double
 quantile(const double *v, size_t n, double q)
 {
 	size_t i = (size_t)(q * (double)(n - 1) + 0.5);

@@ -135,13 +135,6 @@ pin_self(int cpu)
 }
 
 static double
-median(double *v, unsigned n)
-{
-	qsort(v, n, sizeof(v[0]), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static double
 best(const double *v, unsigned n)
 {
 	double b = v[0];

@@ -157,9 +157,8 @@ summarize(double *v, unsigned n)
 {
 	struct result r;
 
-	qsort(v, n, sizeof(v[0]), cmp_double);
+	r.median = median(v, n); /* sorts v */
 	r.min = v[0];
-	r.median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 	return r;
 }
 
