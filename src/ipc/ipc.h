@@ -52,9 +52,32 @@ struct mvm_wlist {
 
 /* ---- 2. ports ------------------------------------------------------------------- */
 
+/*
+ * A kernel-served queue (mvm__ipc_set_direct): like a Mach kernel object, its messages may
+ * be served by the thread that sends them, under the rules in mach_msg.c. The holder is
+ * the one thread serving a message of the queue (a receiver between its receive and its
+ * next one, or a sender serving its own message); nobody else takes a message meanwhile.
+ */
+struct mvm_direct {
+	mach_msg_demux_t demux;           /* (c) as for mach_msg_server */
+	mach_msg_size_t max_size;         /* (c) largest request and reply, <= MVM_DIRECT_MAX */
+	bool (*relay_ok)(mach_msg_id_t id); /* (c) may the node thread serve it? NULL: never */
+};
+
+/* A message a thread took to serve itself (mvm__mq_enqueue_serve), or set == NULL. */
+struct mvm_serve {
+	struct mvm_pset *set;
+	struct mvm_kmsg *k;               /* copied out, or NULL if it died on the way */
+	mach_msg_return_t mr;             /* its copy-out result */
+};
+#define MVM_DIRECT_MAX 1024
+
 struct mvm_mqueue {
 	struct mvm_kmsg *head, *tail;     /* (i) messages, in arrival order */
 	struct mvm_wlist receivers;       /* (i) threads blocked in receive */
+	const struct mvm_direct *direct;  /* (i) set once: a kernel-served queue, or NULL */
+	struct mvm_waiter *holder;        /* (i) direct: the thread serving one of its messages */
+	bool holder_sends;                /* (i) direct: the holder is a sender serving its own */
 };
 
 #define MVM_NO_ENTRY 0u                   /* entry index 0 is never used */
@@ -87,6 +110,7 @@ struct mvm_pset {
 	uint32_t entry;                   /* (i) its name's entry */
 	struct mvm_mqueue mq;             /* (i) messages of every member */
 	uint32_t nmembers;                /* (i) */
+	bool destroyed;                   /* (i) name gone; freed when a sending holder is done */
 };
 
 /* Sentinel for a dead right travelling in a message. NULL is MACH_PORT_NULL. */
@@ -225,6 +249,11 @@ void mvm__wlist_remove(struct mvm_waiter *w);
 void mvm__wake_one(struct mvm_wlist *l, mach_msg_return_t result, struct mvm_ctx *ctx);
 void mvm__wake_all(struct mvm_wlist *l, mach_msg_return_t result, struct mvm_ctx *ctx);
 struct mvm_waiter *mvm__self_waiter(void);
+/* Defer this thread's futex wake-ups until the matching undefer (nested: the outermost
+ * one wakes), or until flush, which a thread must call before it blocks. */
+void mvm__ipc_defer_wakes(void);
+void mvm__ipc_undefer_wakes(void);
+void mvm__ipc_flush_wakes(void);
 /* Block until woken or the deadline; 0, -ETIMEDOUT or -EINTR. Called unlocked. */
 int mvm__wait(struct mvm_waiter *w, const struct timespec *deadline);
 
@@ -236,6 +265,23 @@ void mvm__mq_enqueue(struct mvm_kmsg *kmsg, struct mvm_ctx *ctx);
 /* Take the first message: assigns the seqno and lets a blocked sender go. */
 struct mvm_kmsg *mvm__mq_dequeue(struct mvm_mqueue *mq, struct mvm_ctx *ctx);
 void mvm__mq_unlink(struct mvm_mqueue *mq, struct mvm_kmsg *kmsg);
+/* Queue a message; if sv is not NULL and the destination is a kernel-served set that is
+ * idle, take the message back into *sv for the caller to serve with mvm__serve once it
+ * has dropped the lock. relayed: the node thread delivers it. */
+void mvm__mq_enqueue_serve(struct mvm_kmsg *kmsg, struct mvm_serve *sv, bool relayed,
+    struct mvm_ctx *ctx);
+void mvm__serve(struct mvm_serve *sv);                 /* no lock held; nothing if set NULL */
+/* A direct queue's holder is done: let the next message be taken. */
+void mvm__mq_release(struct mvm_mqueue *mq, struct mvm_ctx *ctx);
+/* Make the port set `name` kernel-served (internal: the in-process kernel's control set).
+ * KERN_INVALID_NAME unless name is a port set; KERN_INVALID_ARGUMENT if d is too large. */
+kern_return_t mvm__ipc_set_direct(mach_port_t name, const struct mvm_direct *d);
+/* A receiver stops serving the set `name`: if it holds it, it lets it go (a receiver
+ * otherwise holds it until its next receive). */
+void mvm__ipc_direct_done(mach_port_t name);
+/* Serve one received request as mach_msg_server does (server.c); no lock held. */
+void mvm__server_handle(mach_msg_demux_t demux, mach_msg_header_t *in, mach_msg_header_t *out,
+    mach_msg_size_t max_size);
 
 /* Ports and sets (port.c). */
 struct mvm_port *mvm__port_alloc(void);                   /* active, refs 1, no entry */

@@ -8,6 +8,12 @@
  * message. Receive: under the lock take the first message of the port or set, give it a
  * sequence number, translate its rights into names; copy it out after the lock is
  * dropped.
+ *
+ * Kernel-served queues (mvm__ipc_set_direct; the in-process kernel's control set). As a
+ * message to a Mach kernel object is served by the sending thread, a message to such a
+ * queue is served by its sender when nothing else is queued or being served there
+ * (mvm__mq_enqueue_serve, mqueue.c). Kernel sends (MACH_SEND_ALWAYS, possibly under the
+ * kernel's lock) are always queued.
  */
 #include <errno.h>
 #include <string.h>
@@ -38,6 +44,7 @@ msg_send(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t send_
 	struct timespec deadline;
 	bool have_deadline = false;
 	mach_msg_return_t mr, pending = 0;
+	struct mvm_serve sv = { NULL, NULL, MACH_MSG_SUCCESS };
 
 	if (option & MACH_SEND_NOTIFY)
 		return MACH_SEND_INVALID_NOTIFY; /* msg-accepted notifications: not supported */
@@ -56,7 +63,9 @@ msg_send(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t send_
 		if (mvm__msg_received_type(ci.dest_disp) == MACH_MSG_TYPE_PORT_SEND_ONCE ||
 		    (option & MACH_SEND_ALWAYS) || dest->msgcount < dest->qlimit) {
 			mvm__kmsg_copyin_commit(&ci, &ctx);
-			mvm__mq_enqueue(ci.kmsg, &ctx);
+			/* Kernel sends (perhaps under the kernel's lock) are only queued. */
+			mvm__mq_enqueue_serve(ci.kmsg, (option & MACH_SEND_ALWAYS) ? NULL : &sv,
+			    false, &ctx);
 			break;
 		}
 		/* The queue is full: wait for room, then check everything again. */
@@ -88,6 +97,7 @@ msg_send(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t send_
 	mvm__ipc_unlock();
 	mvm__ctx_finish(&ctx);
 	mvm__kmsg_copyin_done(&ci, mr == MACH_MSG_SUCCESS);
+	mvm__serve(&sv);
 	return mr;
 }
 
@@ -142,7 +152,11 @@ msg_receive(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t rc
 				mr = MACH_RCV_PORT_DIED;
 			break;
 		}
-		if (mq->head != NULL) {
+		/* A receiver of a kernel-served queue held it since its last receive: that
+		 * message is served. While another thread holds it, the queue looks empty. */
+		if (mq->holder == w)
+			mvm__mq_release(mq, &ctx);
+		if (mq->head != NULL && mq->holder == NULL) {
 			if (mq->head->size > rcv_size) {
 				too_large = *mq->head->msg;
 				too_large.msgh_size = mq->head->size;
@@ -168,6 +182,8 @@ msg_receive(mach_msg_header_t *msg, mach_msg_option_t option, mach_msg_size_t rc
 			}
 			k = mvm__mq_dequeue(mq, &ctx);
 			mr = mvm__kmsg_copyout(k, &ctx);
+			if (mq->direct != NULL)
+				mq->holder = w;
 			break;
 		}
 		if (((option & MACH_RCV_TIMEOUT) && timeout == 0) || pending != 0) {

@@ -1444,9 +1444,11 @@ msg_drop(const struct mvm_wmsg *wm, struct mvm_peer *from, struct mvm_ctx *ctx)
 	}
 }
 
+/* Under the IPC lock. A message to an idle kernel-served set comes back in *sv, for the
+ * node thread to serve once it has dropped the lock. */
 static void
 msg_deliver(const struct mvm_wmsg *wm, struct mvm_kmsg *k, struct mvm_peer *from,
-    struct mvm_ctx *ctx)
+    struct mvm_serve *sv, struct mvm_ctx *ctx)
 {
 	const struct mvm_wref *refs = (const struct mvm_wref *)(wm + 1);
 	const struct mvm_wref *extra = refs + wm->nports;
@@ -1489,7 +1491,7 @@ msg_deliver(const struct mvm_wmsg *wm, struct mvm_kmsg *k, struct mvm_peer *from
 		export_settle(e, ctx); /* may free e: k->dest holds the port */
 	}
 	node.frames_in++;
-	mvm__mq_enqueue(k, ctx);
+	mvm__mq_enqueue_serve(k, sv, true, ctx);
 }
 
 static void
@@ -1986,6 +1988,7 @@ conn_read(struct conn *c, uint8_t *rx)
 	switch (h.type) {
 	case MVM_WF_MSG: {
 		struct mvm_ctx ctx = MVM_CTX_INIT;
+		struct mvm_serve sv = { NULL, NULL, MACH_MSG_SUCCESS };
 		struct mvm_kmsg *k;
 		const int *ofds = fds + ((h.flags & MVM_WF_BIG) ? 1 : 0);
 		unsigned onfds = nfds - ((h.flags & MVM_WF_BIG) ? 1 : 0);
@@ -2003,12 +2006,13 @@ conn_read(struct conn *c, uint8_t *rx)
 		k = msg_build(frame, flen, ofds, onfds);
 		mvm__ipc_lock();
 		if (k != NULL)
-			msg_deliver((const void *)frame, k, c->peer, &ctx);
+			msg_deliver((const void *)frame, k, c->peer, &sv, &ctx);
 		else
 			msg_drop((const void *)frame, c->peer, &ctx);
 		node.bytes_in += flen;
 		mvm__ipc_unlock();
 		mvm__ctx_finish(&ctx);
+		mvm__serve(&sv);
 		break;
 	}
 	case MVM_WF_REGISTER:
@@ -2416,7 +2420,7 @@ mvm__node_inject_frame(const void *buf, size_t len, uint32_t pid, uint64_t inc)
 		k = msg_build(buf, len, NULL, 0);
 		mvm__ipc_lock();
 		if (k != NULL)
-			msg_deliver(buf, k, from, &ctx);
+			msg_deliver(buf, k, from, NULL, &ctx);
 		else
 			msg_drop(buf, from, &ctx);
 		mvm__ipc_unlock();

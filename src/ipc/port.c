@@ -123,6 +123,11 @@ mvm__pset_destroy(struct mvm_pset *pset, struct mvm_ctx *ctx)
 			mvm__pset_remove(e->obj.port, ctx);
 	}
 	mvm__wake_all(&pset->mq.receivers, MACH_RCV_PORT_DIED, ctx);
+	if (pset->mq.holder_sends) {
+		/* A sender is serving a message of the set: it frees the set when done. */
+		pset->destroyed = true;
+		return;
+	}
 	mvm__free(pset);
 	mvm_ipc.psets--;
 }

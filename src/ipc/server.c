@@ -102,8 +102,8 @@ prepare_reply(const mach_msg_header_t *in, mach_msg_header_t *out)
 	r->RetCode = MIG_BAD_ID;
 }
 
-static void
-handle(mach_msg_demux_t demux, mach_msg_header_t *in, mach_msg_header_t *out,
+void
+mvm__server_handle(mach_msg_demux_t demux, mach_msg_header_t *in, mach_msg_header_t *out,
     mach_msg_size_t max_size)
 {
 	mig_reply_header_t *r = (mig_reply_header_t *)out;
@@ -178,10 +178,12 @@ server_loop(mach_msg_demux_t demux, mach_msg_size_t max_size, mach_port_t rcv_na
 				mach_msg_destroy(in);
 			break;
 		}
-		handle(demux, in, out, size);
+		mvm__server_handle(demux, in, out, size);
 		if (once)
 			break;
 	}
+	/* A kernel-served set is held from a receive to the next one: let it go. */
+	mvm__ipc_direct_done(rcv_name);
 	mvm__free(in);
 	mvm__free(out);
 	return mr;
