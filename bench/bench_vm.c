@@ -39,8 +39,11 @@
  * then the measuring (faulting) thread pins itself to CPU 0.
  *   same-CPU    everything on CPU 0
  *   cross-CPU   faulting thread on CPU 0; kernel threads, manager, bare handler on CPU 1
- * The bare flush runs in the measuring thread (it needs no other thread); machvm's flush
- * runs in the kernel's control thread and the manager, on the handler CPU.
+ * The bare flush runs in the measuring thread (it needs no other thread). machvm's
+ * lock_request is served in the thread that sends it, the measuring thread, as a Mach
+ * kernel serves a call to a kernel object (the control thread only serves calls that
+ * arrive while it is busy); the manager, on the handler CPU, stores the data_returns.
+ * Likewise the manager's data_supply is served in the manager's thread.
  *
  * Each measurement runs --reps times (default 5; 3 with --quick) after a smaller
  * warm-up; the median and the best repetition are printed, and the ratio machvm/bare
@@ -1106,8 +1109,8 @@ flush(void)
 		printf("%-9s %-30s %9.3f %9.3f %9.0f\n", pl->name, flush_name[F_MACHVM], m.median,
 		    m.min, (double)PS / m.median);
 	}
-	printf("(the bare flush runs in the measuring thread; machvm's in its control thread "
-	    "and the manager)\n");
+	printf("(the bare flush runs in the measuring thread; machvm's lock_request is served "
+	    "in the measuring thread too, the manager storing the returns on the handler CPU)\n");
 	fflush(stdout);
 }
 

@@ -46,6 +46,33 @@ struct mvm_vm mvm_vm;
 static const uint64_t needed_features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM |
     UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_PAGEFAULT_FLAG_WP;
 
+/*
+ * The kernel's lock. Messages sent under it wake their receivers only when it is let go
+ * (mvm__ipc_defer_wakes): a manager woken by a data_request while the fault thread still
+ * holds the lock would run, serve its data_supply, and sleep on this lock at once.
+ */
+static inline void
+vm_lock(void)
+{
+	mvm_lock_acquire(&mvm_vm.lock);
+	mvm__ipc_defer_wakes();
+}
+
+static inline void
+vm_unlock(void)
+{
+	mvm_lock_release(&mvm_vm.lock);
+	mvm__ipc_undefer_wakes();
+}
+
+/* Wait on the kernel's condition, under the lock; the deferred wake-ups go out first. */
+static inline void
+vm_wait(void)
+{
+	mvm__ipc_flush_wakes();
+	pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+}
+
 static void *fault_thread_main(void *arg);
 static void evict_if_needed(size_t reserve);
 static bool dmm_dead(mach_port_t name);
@@ -107,6 +134,7 @@ install_sigbus(void)
 	(void)mvm__sigaction(SIGBUS, &sa, &saved_sigbus);
 }
 static void *control_thread_main(void *arg);
+static const struct mvm_direct control_direct;
 static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
@@ -200,6 +228,14 @@ vm_start(void)
 		    mvm_errname(kr));
 		return KERN_RESOURCE_SHORTAGE;
 	}
+	/* Like a Mach kernel object, a control port's message is served by the thread that
+	 * sends it when the control thread has nothing queued or in hand: a manager's
+	 * data_supply maps the page and wakes the faulting thread without a hand-off. */
+	if ((kr = mvm__ipc_set_direct(mvm_vm.ctl_set, &control_direct)) != KERN_SUCCESS) {
+		snprintf(mvm_vm.why, sizeof(mvm_vm.why), "cannot set up the control set (%s)",
+		    mvm_errname(kr));
+		return KERN_RESOURCE_SHORTAGE;
+	}
 	mvm__ipc_reserve(3, 2, 1); /* the control set, the notify port, the host port */
 	install_sigbus();
 	if (pthread_create(&mvm_vm.fault_thread, NULL, fault_thread_main, NULL) != 0 ||
@@ -232,11 +268,11 @@ mvm_vm_available(char *buf, size_t len)
 	kern_return_t kr;
 
 	pthread_once(&vm_once, vm_init_once);
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	kr = vm_start();
 	if (kr != KERN_SUCCESS && buf != NULL && len > 0)
 		snprintf(buf, len, "%s", mvm_vm.why);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return kr;
 }
 
@@ -245,12 +281,12 @@ mvm__vm_alive(uint64_t *objects, uint64_t *mappings)
 {
 	*objects = *mappings = 0;
 	pthread_once(&vm_once, vm_init_once);
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	for (struct mvm_vobject *o = mvm_vm.objects; o != NULL; o = o->next)
 		(*objects)++;
 	for (struct mvm_mapping *m = mvm_vm.maps; m != NULL; m = m->next)
 		(*mappings)++;
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 }
 
 /* ---- 2. objects and mappings ---------------------------------------------------------- */
@@ -700,9 +736,9 @@ run_faults(struct fault_queue *q)
 			fq_push(q, w.again);
 			continue;
 		}
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		do_work(&w);
-		mvm_lock_acquire(&mvm_vm.lock);
+		vm_lock();
 		if (w.obj != NULL) {
 			w.obj->pages[w.pg].flags &= ~MVM_PG_BUSY;
 			unpark(w.obj, w.pg, q);
@@ -716,7 +752,7 @@ static void
 wait_not_busy(struct mvm_vobject *o, size_t pg)
 {
 	while (pg < o->npages && (o->pages[pg].flags & MVM_PG_BUSY))
-		pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+		vm_wait();
 }
 
 /* ---- 4. the fault path ------------------------------------------------------------------ */
@@ -778,13 +814,13 @@ fault_thread_main(void *arg)
 		n = mvm__read(mvm_vm.uffd, msgs, sizeof(msgs));
 		if (n <= 0)
 			continue;
-		mvm_lock_acquire(&mvm_vm.lock);
+		vm_lock();
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
 			handle_fault_msg(&msgs[i], &q);
 		run_faults(&q);
 		/* Pages the kernel made itself (zero pages, copies) count against the limit. */
 		evict_if_needed(0);
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 	}
 	return NULL;
 }
@@ -859,16 +895,16 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 	(void)seqno;
 	if ((off & (PS - 1)) != 0 || (count % PS) != 0 || (lock_value & ~VM_PROT_ALL) != 0)
 		return KERN_INVALID_ARGUMENT;
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	if ((o = obj_by_control(ctl)) == NULL || o->dead) {
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		return KERN_INVALID_ARGUMENT;
 	}
 	first = off / PS;
 	n = count / PS;
 	o->st.data_supplies++;
 	if (n > 0 && obj_grow(o, off + count) != KERN_SUCCESS) {
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		return KERN_RESOURCE_SHORTAGE;
 	}
 	obj_hold(o); /* waiting for a busy page drops the lock */
@@ -888,7 +924,7 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 		evict_if_needed(k);
 	/* The ranges stay valid: unmapping waits while pages are busy. */
 	nr = around_ranges(o, first, k, lock_value, rg);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	wr = k > 0 ? mvm__pwrite(o->memfd, (void *)data, k * PS, (off_t)off) : 0;
 	for (size_t i = 0; wr >= 0 && i < nr; i++) {
 		/* No thread waits on these pages: do not wake anyone. A failure (a page
@@ -898,7 +934,7 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 
 		(void)mvm__uffd_ioctl(mvm_vm.uffd, UFFDIO_CONTINUE, &c);
 	}
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	for (size_t i = 0; i < k; i++) {
 		struct mvm_vpage *p = &o->pages[first + i];
 
@@ -936,7 +972,7 @@ k_data_supply(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, v
 	/* The waiting threads run already; the kernel makes room for the next pages. */
 	evict_if_needed(0);
 	obj_release(o);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	mvm__vm_recycle(data, count); /* the manager's data, received: ours to reuse */
 	return KERN_SUCCESS;
 }
@@ -951,9 +987,9 @@ k_data_unavailable(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seq
 
 	(void)ctx;
 	(void)seqno;
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	if ((o = obj_by_control(ctl)) == NULL || o->dead) {
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		return KERN_INVALID_ARGUMENT;
 	}
 	first = off / PS;
@@ -978,9 +1014,9 @@ k_data_unavailable(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seq
 			continue;
 		}
 		p->flags |= MVM_PG_BUSY;
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		r = mvm__fallocate(o->memfd, 0, (off_t)(pg * PS), (off_t)PS);
-		mvm_lock_acquire(&mvm_vm.lock);
+		vm_lock();
 		p = &o->pages[pg]; /* the array may have grown meanwhile */
 		p->flags &= ~MVM_PG_BUSY;
 		if (r != 0) {
@@ -1007,7 +1043,7 @@ k_data_unavailable(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seq
 	run_faults(&q);
 	evict_if_needed(0);
 	obj_release(o);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return KERN_SUCCESS;
 }
 
@@ -1046,9 +1082,9 @@ k_data_error(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, vm
 	(void)ctx;
 	(void)seqno;
 	(void)error_value;
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	if ((o = obj_by_control(ctl)) == NULL || o->dead) {
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		return KERN_INVALID_ARGUMENT;
 	}
 	first = off / PS;
@@ -1065,7 +1101,7 @@ k_data_error(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, vm
 	}
 	pthread_cond_broadcast(&mvm_vm.cond); /* a COPY_NONE copy may wait for these */
 	run_faults(&q);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return KERN_SUCCESS;
 }
 
@@ -1106,9 +1142,9 @@ k_lock_request(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, 
 	/* A region machvm mapped: the IPC layer copies it into data_return directly. */
 	if ((buf = mvm__vm_alloc_pages(DATA_RETURN_MAX * PS, &err)) == NULL)
 		return KERN_RESOURCE_SHORTAGE;
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	if ((o = obj_by_control(ctl)) == NULL) {
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		mvm__vm_free_pages(buf, DATA_RETURN_MAX * PS);
 		return KERN_INVALID_ARGUMENT;
 	}
@@ -1196,7 +1232,7 @@ k_lock_request(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, 
 				nr++;
 			}
 			obj_hold(o);
-			mvm_lock_release(&mvm_vm.lock);
+			vm_unlock();
 			for (size_t i = 0; i < nr; i++) {
 				if (wp)
 					uffd_range(UFFDIO_WRITEPROTECT, rg[i].a, rg[i].len,
@@ -1209,7 +1245,7 @@ k_lock_request(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, 
 			if (punch)
 				(void)mvm__fallocate(o->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				    (off_t)(pg * PS), (off_t)(n * PS));
-			mvm_lock_acquire(&mvm_vm.lock);
+			vm_lock();
 			obj_release(o);
 		}
 		for (size_t i = 0; i < n; i++) {
@@ -1242,7 +1278,7 @@ k_lock_request(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, 
 	else if (MACH_PORT_VALID(reply))
 		(void)mach_port_deallocate(mach_task_self(), reply);
 	obj_release(o);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	mvm__vm_free_pages(buf, DATA_RETURN_MAX * PS);
 	return KERN_SUCCESS;
 }
@@ -1285,9 +1321,9 @@ k_ready(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, boolean
 
 	(void)ctx;
 	(void)seqno;
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	kr = set_attributes(ctl, may_cache, strategy, &o);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return kr;
 }
 
@@ -1301,9 +1337,9 @@ k_change_attributes(void *ctx, memory_object_control_t ctl, mach_port_seqno_t se
 
 	(void)ctx;
 	(void)seqno;
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	if ((kr = set_attributes(ctl, may_cache, strategy, &o)) != KERN_SUCCESS) {
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		return kr;
 	}
 	/* An unmapped object kept only for caching goes now: terminate first, so the
@@ -1314,7 +1350,7 @@ k_change_attributes(void *ctx, memory_object_control_t ctl, mach_port_seqno_t se
 	}
 	if (MACH_PORT_VALID(reply))
 		(void)mvm_mo_send_change_completed(reply, reply_type, may_cache, strategy);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return KERN_SUCCESS;
 }
 
@@ -1326,15 +1362,15 @@ k_get_attributes(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno
 
 	(void)ctx;
 	(void)seqno;
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	if ((o = obj_by_control(ctl)) == NULL) {
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		return KERN_INVALID_ARGUMENT;
 	}
 	*ready = o->ready;
 	*may_cache = o->may_cache;
 	*strategy = o->copy_strategy;
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return KERN_SUCCESS;
 }
 
@@ -1360,9 +1396,9 @@ k_destroy(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, kern_
 	(void)ctx;
 	(void)seqno;
 	(void)reason;
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	if ((o = obj_by_control(ctl)) == NULL) {
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		return KERN_INVALID_ARGUMENT;
 	}
 	/* Resident pages stay readable in the mappings; the rest fails from now on. Unlike
@@ -1375,7 +1411,7 @@ k_destroy(void *ctx, memory_object_control_t ctl, mach_port_seqno_t seqno, kern_
 	obj_release(o);
 	if (o->mappings == 0 && o->shadow_refs == 0)
 		free_object(o);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return KERN_SUCCESS;
 }
 
@@ -1508,7 +1544,7 @@ dead_name(mach_port_t name, bool deleted)
 	struct mvm_vobject *o;
 	struct fault_queue q = { NULL, NULL };
 
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	if (dmm_dead(name)) {
 		/* The default manager is gone: our send right (now a dead name) too. */
 		if (!deleted)
@@ -1524,7 +1560,7 @@ dead_name(mach_port_t name, bool deleted)
 		if (o->mappings == 0 && o->shadow_refs == 0)
 			free_object(o);
 	}
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	/* A dead-name notification carried a user reference for the dead name. */
 	if (!deleted)
 		(void)mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME, -1);
@@ -1547,6 +1583,23 @@ kernel_demux(mach_msg_header_t *in, mach_msg_header_t *out)
 	}
 	return mvm_memory_object_control_server(&kernel_ops, NULL, in, out);
 }
+
+/*
+ * The node thread may serve, for a manager in another process, the calls that end a
+ * fault (mapping the pages and waking the threads at once); it leaves the ones that can
+ * take long (a lock_request over a large range, say) to the control thread, so that the
+ * process's other traffic never waits behind them.
+ */
+static bool
+relay_ok(mach_msg_id_t id)
+{
+	return id == 2093 /* data_supply */ || id == 2039 /* data_unavailable */ ||
+	    id == 2090 /* data_error */ || id == 2094 /* ready */;
+}
+
+static const struct mvm_direct control_direct = {
+	kernel_demux, MVM_MEMORY_OBJECT_CONTROL_MSG_SIZE_MAX + 64, relay_ok
+};
 
 static void *
 control_thread_main(void *arg)
@@ -1674,7 +1727,7 @@ vm_map(vm_map_t task, vm_address_t *address, vm_size_t size, vm_address_t mask,
 	if ((m = mvm__calloc(1, sizeof(*m))) == NULL)
 		return KERN_RESOURCE_SHORTAGE;
 
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	if ((kr = vm_start()) != KERN_SUCCESS)
 		goto fail;
 	if ((o = obj_by_pager(memory_object)) == NULL || o->terminated) {
@@ -1690,7 +1743,7 @@ vm_map(vm_map_t task, vm_address_t *address, vm_size_t size, vm_address_t mask,
 
 		obj_hold(x);
 		while (!x->ready && !x->dead)
-			pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+			vm_wait();
 		kr = x->dead ? KERN_MEMORY_FAILURE : make_copy(x, offset, len, &c);
 		if (kr != KERN_SUCCESS && x->mappings == 0 && x->shadow_refs == 0 &&
 		    (!x->may_cache || x->dead)) {
@@ -1767,7 +1820,7 @@ vm_map(vm_map_t task, vm_address_t *address, vm_size_t size, vm_address_t mask,
 	*pp = m;
 	o->mappings++;
 	*address = m->start;
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return KERN_SUCCESS;
 
 fail_obj:
@@ -1776,7 +1829,7 @@ fail_obj:
 		free_object(o);
 	}
 fail:
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	mvm__free(m);
 	return kr;
 }
@@ -1787,7 +1840,7 @@ mvm__vm_unmap_objects(uintptr_t start, uintptr_t end)
 	struct mvm_mapping **pp;
 
 	pthread_once(&vm_once, vm_init_once);
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	pp = &mvm_vm.maps;
 	while (*pp != NULL) {
 		struct mvm_mapping *m = *pp;
@@ -1808,7 +1861,7 @@ mvm__vm_unmap_objects(uintptr_t start, uintptr_t end)
 			for (size_t i = 0; i < o->npages && !busy; i++)
 				busy = (o->pages[i].flags & MVM_PG_BUSY) != 0;
 			if (busy) {
-				pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+				vm_wait();
 				pp = &mvm_vm.maps; /* the list may have changed: start again */
 				continue;
 			}
@@ -1867,7 +1920,7 @@ mvm__vm_unmap_objects(uintptr_t start, uintptr_t end)
 		}
 		pp = &m->next;
 	}
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 }
 
 /* ---- 8. statistics ---------------------------------------------------------------------- */
@@ -1880,9 +1933,9 @@ mvm_vm_object_stats(memory_object_t memory_object, struct mvm_vm_object_stats *s
 	if (st == NULL)
 		return KERN_INVALID_ARGUMENT;
 	pthread_once(&vm_once, vm_init_once);
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	if ((o = obj_by_pager(memory_object)) == NULL) {
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		return KERN_INVALID_NAME;
 	}
 	*st = o->st;
@@ -1893,7 +1946,7 @@ mvm_vm_object_stats(memory_object_t memory_object, struct mvm_vm_object_stats *s
 	st->mappings = o->mappings;
 	st->ready = o->ready;
 	st->dead = o->dead;
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return KERN_SUCCESS;
 }
 
@@ -1905,13 +1958,13 @@ mvm_vm_object_set_cluster(memory_object_t memory_object, unsigned pages)
 	if (pages == 0 || pages > CLUSTER_MAX)
 		return KERN_INVALID_ARGUMENT;
 	pthread_once(&vm_once, vm_init_once);
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	if ((o = obj_by_pager(memory_object)) == NULL) {
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		return KERN_INVALID_NAME;
 	}
 	o->cluster = pages;
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return KERN_SUCCESS;
 }
 
@@ -2141,12 +2194,12 @@ evict_run(const struct ev *ev, size_t n, void **bufp, struct fault_queue *q)
 	if (ok && kind != EV_DROP) {
 		/* Zapped: the next access is a minor fault that sets the bit again; for a
 		 * victim, no thread writes any more, so what is read is final. */
-		mvm_lock_release(&mvm_vm.lock);
+		vm_unlock();
 		for (size_t i = 0; i < nr; i++)
 			(void)mvm__madvise((void *)rg[i].a, rg[i].len, MADV_DONTNEED);
 		if (ret && mvm__pread(o->memfd, *bufp, n * PS, (off_t)(pg * PS)) < 0)
 			ok = false;
-		mvm_lock_acquire(&mvm_vm.lock);
+		vm_lock();
 	}
 	if (ok && kind != EV_ZAP) {
 		if (!evictable(o)) {
@@ -2165,10 +2218,10 @@ evict_run(const struct ev *ev, size_t n, void **bufp, struct fault_queue *q)
 			}
 		}
 		if (ok) {
-			mvm_lock_release(&mvm_vm.lock);
+			vm_unlock();
 			punched = mvm__fallocate(o->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			    (off_t)(pg * PS), (off_t)(n * PS)) == 0;
-			mvm_lock_acquire(&mvm_vm.lock);
+			vm_lock();
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -2292,15 +2345,15 @@ kern_return_t
 mvm_vm_set_resident_limit(vm_size_t bytes)
 {
 	pthread_once(&vm_once, vm_init_once);
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	mvm_vm.limit_set = true;
 	mvm_vm.resident_limit = bytes / PS + (bytes % PS != 0);
 	mvm_vm.resident_peak = mvm_vm.resident;
 	/* Down to the new limit now, in this thread: after the one at work, if any. */
 	while (mvm_vm.evicting)
-		pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+		vm_wait();
 	evict_if_needed(0);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return KERN_SUCCESS;
 }
 
@@ -2310,9 +2363,9 @@ mvm_vm_get_resident_limit(void)
 	vm_size_t bytes;
 
 	pthread_once(&vm_once, vm_init_once);
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	bytes = (vm_size_t)mvm_vm.resident_limit * PS;
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return bytes;
 }
 
@@ -2322,7 +2375,7 @@ mvm_vm_stats(struct mvm_vm_stats *st)
 	if (st == NULL)
 		return KERN_INVALID_ARGUMENT;
 	pthread_once(&vm_once, vm_init_once);
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	st->resident = mvm_vm.resident;
 	st->resident_peak = mvm_vm.resident_peak;
 	st->resident_limit = mvm_vm.resident_limit;
@@ -2330,7 +2383,7 @@ mvm_vm_stats(struct mvm_vm_stats *st)
 	st->evict_returns = mvm_vm.evict_returns;
 	st->evict_passes = mvm_vm.evict_passes;
 	st->ref_clears = mvm_vm.ref_clears;
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return KERN_SUCCESS;
 }
 
@@ -2483,12 +2536,12 @@ push_page(struct mvm_vobject *o, size_t pg, struct fault_queue *q)
 	}
 	o->pages[pg].flags |= MVM_PG_BUSY;
 	obj_hold(o);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	if (mvm__pread(o->memfd, buf, PS, (off_t)(pg * PS)) != (ssize_t)PS)
 		ok = false;
 	for (size_t i = 0; ok && i < n; i++)
 		t[i].ok = mvm__pwrite(t[i].x->memfd, buf, PS, (off_t)(t[i].pg * PS)) == (ssize_t)PS;
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	for (size_t i = 0; i < n; i++) {
 		struct mvm_vpage *cp = &t[i].x->pages[t[i].pg];
 
@@ -2535,10 +2588,10 @@ copy_up_page(struct mvm_vobject *c, size_t pg, bool dirty, struct fault_queue *q
 	s->pages[spg].flags |= MVM_PG_BUSY;
 	obj_hold(c);
 	obj_hold(s);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	ok = mvm__pread(s->memfd, buf, PS, (off_t)(spg * PS)) == (ssize_t)PS &&
 	    mvm__pwrite(c->memfd, buf, PS, (off_t)(pg * PS)) == (ssize_t)PS;
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	p = &c->pages[pg];
 	p->flags &= ~MVM_PG_BUSY;
 	s->pages[spg].flags &= ~MVM_PG_BUSY;
@@ -2575,9 +2628,9 @@ zero_fill(struct mvm_vobject *o, size_t pg, struct fault_queue *q)
 
 	o->pages[pg].flags |= MVM_PG_BUSY;
 	obj_hold(o);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	r = mvm__fallocate(o->memfd, 0, (off_t)(pg * PS), (off_t)PS);
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	p = &o->pages[pg];
 	p->flags &= ~MVM_PG_BUSY;
 	if (r == 0) {
@@ -2614,7 +2667,7 @@ protect_range(struct mvm_vobject *o, size_t first, size_t last, bool lock)
 		for (size_t pg = first; pg < last && !busy; pg++)
 			busy = (o->pages[pg].flags & MVM_PG_BUSY) != 0;
 		if (busy)
-			pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+			vm_wait();
 	} while (busy);
 	for (size_t pg = first; pg < last; pg++) {
 		struct mvm_vpage *p = &o->pages[pg];
@@ -2639,11 +2692,11 @@ protect_range(struct mvm_vobject *o, size_t first, size_t last, bool lock)
 		/* The pages are busy: the mappings stay while the lock is dropped. */
 		nr = mapped_ranges(o, pg, n, &rg);
 		if (nr != SIZE_MAX && nr > 0) {
-			mvm_lock_release(&mvm_vm.lock);
+			vm_unlock();
 			for (size_t i = 0; i < nr; i++)
 				uffd_range(UFFDIO_WRITEPROTECT, rg[i].a, rg[i].len,
 				    UFFDIO_WRITEPROTECT_MODE_WP);
-			mvm_lock_acquire(&mvm_vm.lock);
+			vm_lock();
 		}
 		mvm__free(rg);
 		pg += n;
@@ -2712,7 +2765,7 @@ eager_copy(struct mvm_vobject *c)
 				(void)mvm_mo_send_data_unlock(s->pager, s->control, spg * PS, PS,
 				    sp->unlock_request);
 			}
-			pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+			vm_wait();
 		}
 		evict_if_needed(0);
 	}
@@ -2898,7 +2951,7 @@ k_set_default(void *ctx, host_priv_t host, mach_port_seqno_t seqno, mach_port_ma
 	(void)seqno;
 	if (host != mvm_vm.host_priv || !MACH_PORT_VALID(host))
 		return KERN_INVALID_HOST;
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	old = mvm_vm.dmm;
 	if (MACH_PORT_VALID(*dm)) {
 		/* The request's send right is ours now; the old one goes to the caller,
@@ -2925,7 +2978,7 @@ k_set_default(void *ctx, host_priv_t host, mach_port_seqno_t seqno, mach_port_ma
 			old = MACH_PORT_NULL;
 		*dm = old;
 	}
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return KERN_SUCCESS;
 }
 
@@ -2935,10 +2988,10 @@ mach_host_self(void)
 	mach_port_t host = MACH_PORT_NULL;
 
 	pthread_once(&vm_once, vm_init_once);
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	if (vm_start() == KERN_SUCCESS)
 		host = mvm_vm.host_priv;
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return host;
 }
 
@@ -3011,7 +3064,7 @@ fetch_range(struct mvm_vobject *o, size_t first, size_t last)
 					(void)mvm_mo_send_data_unlock(o->pager, o->control, pg * PS, PS,
 					    p->unlock_request);
 				}
-				pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+				vm_wait();
 				continue;
 			}
 			if ((o->dead || o->terminated) && p->state != MVM_PAGE_RESIDENT) {
@@ -3065,7 +3118,7 @@ fetch_range(struct mvm_vobject *o, size_t first, size_t last)
 					send_request(o, pg, false);
 				}
 			}
-			pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+			vm_wait();
 		}
 	}
 	obj_release(o);
@@ -3089,7 +3142,7 @@ copy_for_child(struct mvm_mapping *m)
 		for (size_t i = 0; i < n && !busy; i++)
 			busy = (o->pages[first + i].flags & MVM_PG_BUSY) != 0;
 		if (busy)
-			pthread_cond_wait(&mvm_vm.cond, &mvm_vm.lock.mtx);
+			vm_wait();
 	} while (busy);
 	for (size_t i = 0; i < n; i++)
 		if (o->pages[first + i].state != MVM_PAGE_RESIDENT)
@@ -3103,14 +3156,14 @@ copy_for_child(struct mvm_mapping *m)
 	for (size_t i = 0; i < n; i++)
 		o->pages[first + i].flags |= MVM_PG_BUSY;
 	obj_hold(o);
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	for (size_t done = 0; ok && done < n * PS; done += chunk) {
 		size_t len = n * PS - done < chunk ? n * PS - done : chunk;
 
 		ok = mvm__pread(o->memfd, buf, len, (off_t)(m->offset + done)) == (ssize_t)len &&
 		    mvm__pwrite(fd, buf, len, (off_t)done) == (ssize_t)len;
 	}
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	for (size_t i = 0; i < n; i++)
 		o->pages[first + i].flags &= ~MVM_PG_BUSY;
 	{
@@ -3152,7 +3205,7 @@ fork_prepare(void)
 	struct mvm_mapping *m;
 
 	pthread_once(&vm_once, vm_init_once);
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	fork_locked = true;
 	if (!mvm_vm.started)
 		return;
@@ -3201,7 +3254,7 @@ fork_parent(void)
 		m->fork_fd = FORK_TODO;
 	}
 	fork_locked = false;
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 }
 
 /* The child's sentinel: every missing page of an inherited SHARE range is SIGBUS. */
@@ -3315,7 +3368,7 @@ fork_child(void)
 		snprintf(mvm_vm.why, sizeof(mvm_vm.why),
 		    "this process is a child of fork(): the kernel belongs to the parent");
 	}
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 }
 
 kern_return_t
@@ -3335,7 +3388,7 @@ vm_inherit(vm_map_t task, vm_address_t address, vm_size_t size, vm_inherit_t inh
 	if (end < start)
 		return KERN_INVALID_ARGUMENT;
 	pthread_once(&vm_once, vm_init_once);
-	mvm_lock_acquire(&mvm_vm.lock);
+	vm_lock();
 	/* Whole pages of memory that is not an object mapping: anonymous memory, which
 	 * Linux can copy (DOFORK) or leave out (DONTFORK) but not share. */
 	for (uintptr_t a = start; a < end;) {
@@ -3402,6 +3455,6 @@ vm_inherit(vm_map_t task, vm_address_t address, vm_size_t size, vm_inherit_t inh
 		a = b;
 	}
 out:
-	mvm_lock_release(&mvm_vm.lock);
+	vm_unlock();
 	return kr;
 }
