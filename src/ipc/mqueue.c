@@ -115,10 +115,13 @@ mvm__wait(struct mvm_waiter *w, const struct timespec *deadline)
  * serving its data_supply, which takes that lock) defers the wake-ups until it lets the
  * lock go, so the woken thread does not run only to sleep again on the lock. Only the
  * futex wake is late: the waiter is already unlinked and its word set under the IPC lock.
+ * Frames for other processes wait likewise (writing one wakes the peer's node thread,
+ * whose answer would meet the same lock).
  */
 #define DEFER_MAX 32
 static __thread struct {
 	unsigned depth, n;
+	bool node_flush;                  /* frames for other processes wait too */
 	uint32_t *word[DEFER_MAX];
 } deferred;
 
@@ -134,6 +137,10 @@ mvm__ipc_flush_wakes(void)
 	for (unsigned i = 0; i < deferred.n; i++)
 		mvm__futex_wake(deferred.word[i], 1);
 	deferred.n = 0;
+	if (deferred.node_flush || mvm__node_flush_pending()) {
+		deferred.node_flush = false;
+		mvm__node_flush();
+	}
 }
 
 void
@@ -155,7 +162,11 @@ mvm__ctx_finish(struct mvm_ctx *ctx)
 			mvm__futex_wake(ctx->wake[i], 1);
 	}
 	ctx->nwake = 0;
-	if (ctx->node_flush || mvm__node_flush_pending()) {
+	if (deferred.depth > 0) {
+		/* A frame written now would wake its receiver as a futex wake would. */
+		deferred.node_flush |= ctx->node_flush;
+		ctx->node_flush = false;
+	} else if (ctx->node_flush || mvm__node_flush_pending()) {
 		ctx->node_flush = false;
 		mvm__node_flush();
 	}

@@ -120,7 +120,8 @@ struct pg_task {
 
 static struct {
 	struct mvm_lock lock;
-	pthread_cond_t cond;              /* a task was queued */
+	pthread_cond_t cond;              /* a task was queued (workers wait) */
+	pthread_cond_t idle;              /* a pager's users fell to 0 (shutdown waits) */
 	bool started;
 	mach_port_t set;                  /* every pager's object port */
 	struct mvm_pager *pagers;         /* (f) */
@@ -135,12 +136,14 @@ static __thread bool in_framework;   /* the calling thread is a receiver or a wo
 
 static void *receiver_main(void *arg);
 static void *worker_main(void *arg);
+static const struct mvm_direct fw_direct;
 
 static void
 fw_init(void)
 {
 	mvm_lock_init(&fw.lock, MVM_LOCKRANK_PAGER_FW, "pager_fw");
 	pthread_cond_init(&fw.cond, NULL);
+	pthread_cond_init(&fw.idle, NULL);
 }
 
 /* Start the framework's threads once. */
@@ -153,7 +156,7 @@ fw_start(void)
 	mvm_lock_acquire(&fw.lock);
 	if (!fw.started) {
 		if ((kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_PORT_SET, &fw.set)) ==
-		    KERN_SUCCESS) {
+		    KERN_SUCCESS && (kr = mvm__ipc_set_direct(fw.set, &fw_direct)) == KERN_SUCCESS) {
 			bool ok = pthread_create(&fw.receiver, NULL, receiver_main, NULL) == 0;
 
 			for (int i = 0; ok && i < NWORKERS; i++)
@@ -189,7 +192,7 @@ fw_unuse(struct mvm_pager *p)
 {
 	mvm_lock_acquire(&fw.lock);
 	if (--p->users == 0)
-		pthread_cond_broadcast(&fw.cond);
+		pthread_cond_broadcast(&fw.idle);
 	mvm_lock_release(&fw.lock);
 }
 
@@ -204,8 +207,9 @@ task_queue(struct pg_task *t)
 	else
 		fw.head = t;
 	fw.tail = t;
-	pthread_cond_signal(&fw.cond);
 	mvm_lock_release(&fw.lock);
+	/* After the unlock: a worker woken under it would only sleep again on fw.lock. */
+	pthread_cond_signal(&fw.cond);
 }
 
 static void run_task(struct pg_task *t);
@@ -732,6 +736,23 @@ fw_demux(mach_msg_header_t *in, mach_msg_header_t *out)
 	fw_unuse(p);
 	return ok;
 }
+
+/*
+ * The receiver's work is bookkeeping that never blocks, so the framework's set is
+ * kernel-served (mvm__ipc_set_direct): a message that finds the receiver idle is handled
+ * by the thread that delivers it, and a node thread relaying a data_request from another
+ * process queues the read for a worker itself, without waking the receiver. Relayed
+ * data_returns go to the receiver: they may call the pager's notify_evict.
+ */
+static bool
+fw_relay_ok(mach_msg_id_t id)
+{
+	return id != 2208 /* data_return */ && id != 2251 /* data_initialize */;
+}
+
+static const struct mvm_direct fw_direct = {
+	fw_demux, MVM_MEMORY_OBJECT_MSG_SIZE_MAX + 64, fw_relay_ok
+};
 
 static void *
 receiver_main(void *arg)
@@ -1495,7 +1516,7 @@ mvm_pager_shutdown(struct mvm_pager *p)
 		}
 	/* The receiver may be handling a message of this pager: let it finish. */
 	while (p->users > 0)
-		pthread_cond_wait(&fw.cond, &fw.lock.mtx);
+		pthread_cond_wait(&fw.idle, &fw.lock.mtx);
 	mvm_lock_release(&fw.lock);
 	/* The kernels see the object port die: later faults fail, nothing hangs. */
 	(void)mach_port_destroy(mach_task_self(), p->port);
