@@ -1075,6 +1075,31 @@ peer_flush(struct mvm_peer *p)
 }
 
 bool
+mvm__node_drain(int timeout_ms)
+{
+	struct timespec t0, now, nap = { 0, 1000000 };
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		bool left = false;
+
+		mvm__node_flush();
+		mvm__ipc_lock();
+		for (struct mvm_peer *p = node.peers; p != NULL && !left; p = p->next)
+			left = p->qhead != NULL && p->state != PEER_DEAD && !p->out_lost;
+		mvm__ipc_unlock();
+		if (!left)
+			return true;
+		/* A full socket or a connection still being made: the node thread writes. */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >=
+		    timeout_ms)
+			return false;
+		(void)nanosleep(&nap, NULL);
+	}
+}
+
+bool
 mvm__node_flush_pending(void)
 {
 	return atomic_load_explicit(&node.flush_pending, memory_order_relaxed);

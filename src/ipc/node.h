@@ -152,6 +152,9 @@ void mvm__node_export_dies(struct mvm_port *port, struct mvm_ctx *ctx);
 
 /* Without any lock: write what was queued for other nodes. */
 void mvm__node_flush(void);
+/* Without any lock: wait, at most timeout_ms, until every frame queued for a live peer
+ * is written (a process about to exit); true if none is left. */
+bool mvm__node_drain(int timeout_ms);
 
 /* Node identity once started (0 before). */
 uint32_t mvm__node_pid(void);

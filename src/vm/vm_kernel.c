@@ -29,6 +29,7 @@
 #include <machvm/memory_object.h>
 #include <machvm/vm.h>
 #include "ipc/ipc.h"
+#include "ipc/node.h"
 #include "sys/sys.h"
 #include "sys/uffd_compat.h"
 #include "vm/vm_kern.h"
@@ -135,6 +136,7 @@ install_sigbus(void)
 }
 static void *control_thread_main(void *arg);
 static const struct mvm_direct control_direct;
+static void vm_at_exit(void);
 static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
@@ -248,7 +250,8 @@ vm_start(void)
 	{
 		static bool atfork_done;
 
-		if (!atfork_done && pthread_atfork(fork_prepare, fork_parent, fork_child) == 0)
+		if (!atfork_done && pthread_atfork(fork_prepare, fork_parent, fork_child) == 0 &&
+		    atexit(vm_at_exit) == 0)
 			atfork_done = true;
 	}
 	/* The environment sets the limit once, unless the program already chose one. */
@@ -1497,6 +1500,51 @@ terminate_object(struct mvm_vobject *o, bool return_pages)
 	o->pager = MACH_PORT_NULL;
 	o->control = MACH_PORT_NULL;
 	o->name_port = MACH_PORT_NULL;
+}
+
+/*
+ * exit(): a process that ends normally gives its managers what they would lose with it.
+ * As when a Mach task's address space goes, the dirty and precious pages of every object
+ * a manager backs are returned (data_return) before the process is gone, and the frames
+ * for managers in other processes are written out (for at most two seconds). Unlike
+ * there, the mappings stay, since the program's other threads run until _exit (a write
+ * after this marks its page dirty again, and is lost), and no terminate follows: the
+ * manager learns of the end when the control port dies. A process killed, or leaving
+ * with _exit, loses what it had not returned, as a crashed kernel would.
+ */
+static void
+vm_at_exit(void)
+{
+	struct { mach_port_t ctl; vm_size_t size; } *todo = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!mvm_vm.started)
+		return;
+	vm_lock();
+	for (struct mvm_vobject *o = mvm_vm.objects; o != NULL; o = o->next) {
+		if (o->dead || o->terminated || o->internal ||
+		    o->copy_strategy == MEMORY_OBJECT_COPY_TEMPORARY ||
+		    !MACH_PORT_VALID(o->pager) || !MACH_PORT_VALID(o->control) || o->npages == 0)
+			continue;
+		if (n == cap) {
+			void *nt = mvm__realloc(todo, (cap = cap ? 2 * cap : 16) * sizeof(*todo));
+
+			if (nt == NULL)
+				break;
+			todo = nt;
+		}
+		todo[n].ctl = o->control;
+		todo[n].size = o->npages * PS;
+		n++;
+	}
+	vm_unlock();
+	/* As the manager's lock_request(RETURN_ALL, no flush) would: nothing is kept back. */
+	for (size_t i = 0; i < n; i++)
+		(void)k_lock_request(NULL, todo[i].ctl, 0, 0, todo[i].size,
+		    MEMORY_OBJECT_RETURN_ALL, FALSE, VM_PROT_NO_CHANGE, MACH_PORT_NULL, 0);
+	mvm__free(todo);
+	if (n > 0)
+		(void)mvm__node_drain(2000);
 }
 
 static void shadow_release(struct mvm_vobject *s);

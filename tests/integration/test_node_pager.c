@@ -13,7 +13,8 @@
  *                      pattern 1 (pattern() below), answers 'W'. Then '2': write pattern
  *                      2, answer 'W'; 'U': unmap (memory_object_terminate carries the
  *                      dirty pages home), answer 'D'; 'X': unmap if still mapped, exit
- *                      0. Any failure: a message on stderr, 'F', exit 1.
+ *                      0; 'E': exit(0) at once, still mapped. Any failure: a message on
+ *                      stderr, 'F', exit 1.
  *   --serve PATH NAME  a manager: serves PATH with the file pager under NAME, answers
  *                      'R'; 'Q': shut down and exit.
  *
@@ -22,6 +23,9 @@
  *                          dirty pages, the mapper exits, the manager shuts down, and the
  *                          file equals the shadow (the pattern, everything else unchanged,
  *                          the same size).
+ *   exit_returns_writes:   the mapper writes and calls exit() without unmapping: its
+ *                          kernel returns exactly the dirty pages before the process ends,
+ *                          and the file equals the shadow.
  *   sync_while_mapped:     the manager syncs while the mapper keeps its mapping: the file
  *                          has the writes; the mapper writes the same pages again and the
  *                          manager's shutdown, the mapper still mapping, fetches them.
@@ -161,6 +165,9 @@ map_main(const char *name, const char *path)
 		if (c == '2') {
 			pattern(p, (size_t)st.st_size, 2);
 			(void)!write(REPLY_FD, "W", 1);
+		} else if (c == 'E') {
+			/* Leave with the mapping and its dirty pages in place. */
+			exit(0);
 		} else if (c == 'U' || c == 'X') {
 			if (addr != 0 && (kr = vm_deallocate(mach_task_self(), addr, len)) != 0)
 				return helper_fail("vm_deallocate", kr);
@@ -380,6 +387,28 @@ unmap_returns_writes(void **state)
 }
 
 static void
+exit_returns_writes(void **state)
+{
+	struct fixture f;
+	struct helper b;
+
+	(void)state;
+	test_begin();
+	fixture_make(&f, "np.exit", true);
+	helper_start(&b, "--map", f.name, f.path);
+	assert_int_equal(helper_reply(&b), 'W');
+	pattern(f.shadow, f.size, 1);
+	helper_send(&b, 'E', 0);
+	helper_wait(&b);
+	/* The writes came back although nothing unmapped or synced: exactly those pages. */
+	wait_pages_written(&f, pattern_pages(f.size));
+	fixture_shutdown(&f);
+	assert_file_is_shadow(&f);
+	fixture_free(&f);
+	MVM_TEST_QUIESCENT();
+}
+
+static void
 sync_while_mapped(void **state)
 {
 	struct fixture f;
@@ -497,6 +526,7 @@ main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(unmap_returns_writes),
+		cmocka_unit_test(exit_returns_writes),
 		cmocka_unit_test(sync_while_mapped),
 		cmocka_unit_test(manager_dies),
 		cmocka_unit_test(terminate_reaches_manager),
