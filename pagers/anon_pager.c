@@ -438,7 +438,7 @@ mvm_anon_default_pager_start(const char *swap_dir, struct mvm_default_pager **pa
 	    (kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &d->port)) ||
 	    (kr = mach_port_move_member(mach_task_self(), d->port, d->pset)))
 		goto fail;
-	if (pthread_create(&d->thread, NULL, dmm_main, d) != 0) {
+	if (mvm__thread_start(&d->thread, dmm_main, d) != 0) {
 		kr = KERN_RESOURCE_SHORTAGE;
 		goto fail;
 	}

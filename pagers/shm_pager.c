@@ -914,7 +914,7 @@ mvm_shm_pager_create(vm_size_t size, struct mvm_shm_pager **pager, mach_port_t *
 	/* Kernels send without limit; let their messages queue. */
 	(void)mach_port_set_qlimit(mach_task_self(), s->port, MACH_PORT_QLIMIT_MAX);
 	(void)mach_port_set_qlimit(mach_task_self(), s->priv, MACH_PORT_QLIMIT_MAX);
-	if (pthread_create(&s->thread, NULL, shm_main, s) != 0) {
+	if (mvm__thread_start(&s->thread, shm_main, s) != 0) {
 		destroy(s);
 		return KERN_RESOURCE_SHORTAGE;
 	}

@@ -195,7 +195,7 @@ service_once(void)
 		nn.service_error = kr;
 		return;
 	}
-	if (pthread_create(&t, NULL, service_main, NULL) != 0) {
+	if (mvm__thread_start(&t, service_main, NULL) != 0) {
 		nn.service_error = KERN_RESOURCE_SHORTAGE;
 		return;
 	}

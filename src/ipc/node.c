@@ -2269,7 +2269,7 @@ node_start_once(void)
 		return;
 	}
 	/* Its connections and its thread live as long as the process. */
-	if (pthread_create(&node.thread, NULL, node_main, NULL) != 0) {
+	if (mvm__thread_start(&node.thread, node_main, NULL) != 0) {
 		node.start_error = KERN_RESOURCE_SHORTAGE;
 		return;
 	}

@@ -157,10 +157,10 @@ fw_start(void)
 	if (!fw.started) {
 		if ((kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_PORT_SET, &fw.set)) ==
 		    KERN_SUCCESS && (kr = mvm__ipc_set_direct(fw.set, &fw_direct)) == KERN_SUCCESS) {
-			bool ok = pthread_create(&fw.receiver, NULL, receiver_main, NULL) == 0;
+			bool ok = mvm__thread_start(&fw.receiver, receiver_main, NULL) == 0;
 
 			for (int i = 0; ok && i < NWORKERS; i++)
-				ok = pthread_create(&fw.workers[i], NULL, worker_main, NULL) == 0;
+				ok = mvm__thread_start(&fw.workers[i], worker_main, NULL) == 0;
 			if (ok) {
 				fw.started = true;
 				mvm__ipc_reserve(1, 0, 1); /* the framework's port set */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -572,6 +573,22 @@ int
 mvm__sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
 	return sigaction(sig, act, old) < 0 ? -errno : 0;
+}
+
+int
+mvm__thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+	static const int sync_sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS };
+	sigset_t all, old;
+	int r;
+
+	sigfillset(&all);
+	for (size_t i = 0; i < sizeof(sync_sigs) / sizeof(sync_sigs[0]); i++)
+		sigdelset(&all, sync_sigs[i]);
+	(void)pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(thread, NULL, fn, arg);
+	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
 }
 
 void

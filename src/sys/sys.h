@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -88,6 +89,13 @@ int mvm__sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 /* Deliver `sig` to the calling thread with its default action (async-signal-safe). */
 void mvm__raise_default(int sig);
 void mvm__close(int fd);
+/*
+ * Start one of machvm's own threads with every asynchronous signal blocked, so that a
+ * handler the program installs never runs on a kernel, node or pager thread (where it
+ * could fault on memory that thread serves, or re-enter a lock it holds). Synchronous
+ * signals (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS) stay open. 0 or an errno.
+ */
+int mvm__thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 /*
  * Sockets, events and files for the node layer (src/ipc/node.c). Each returns the result

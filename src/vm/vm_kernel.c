@@ -240,8 +240,8 @@ vm_start(void)
 	}
 	mvm__ipc_reserve(3, 2, 1); /* the control set, the notify port, the host port */
 	install_sigbus();
-	if (pthread_create(&mvm_vm.fault_thread, NULL, fault_thread_main, NULL) != 0 ||
-	    pthread_create(&mvm_vm.control_thread, NULL, control_thread_main, NULL) != 0) {
+	if (mvm__thread_start(&mvm_vm.fault_thread, fault_thread_main, NULL) != 0 ||
+	    mvm__thread_start(&mvm_vm.control_thread, control_thread_main, NULL) != 0) {
 		snprintf(mvm_vm.why, sizeof(mvm_vm.why), "cannot start the kernel's threads");
 		return KERN_RESOURCE_SHORTAGE;
 	}
@@ -3369,7 +3369,7 @@ fork_child(void)
 				if (mvm__uffd_ioctl(fd, UFFDIO_REGISTER, &reg) != 0)
 					(void)mvm__munmap((void *)m->start, m->end - m->start);
 			}
-			if (pthread_create(&th, NULL, sentinel_main, NULL) != 0)
+			if (mvm__thread_start(&th, sentinel_main, NULL) != 0)
 				share = false;
 		} else {
 			share = false;
