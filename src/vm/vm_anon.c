@@ -44,6 +44,7 @@ static int track(uintptr_t start, uintptr_t end);
 #define POOL_PAGES 32
 #define POOL_PER_SIZE 16
 #define POOL_MAX_PAGES 512        /* 2 MiB of 4 KiB pages in all */
+#define POPULATE_MAX (256 * 1024) /* mvm__vm_alloc_pages populates regions up to this */
 static struct {
 	void *slot[POOL_PAGES + 1][POOL_PER_SIZE];
 	unsigned n[POOL_PAGES + 1];
@@ -202,11 +203,13 @@ mvm__vm_alloc_pages(size_t len, int *err)
 		memset(p, 0, len);
 		return p;
 	}
-	/* Populated at once: callers fill the region (a message's data, a
-	 * kernel read buffer), and one mmap that fills it costs less than a page fault per
-	 * page (bench_vm's flush: 4.2 -> 3.6 us per page). */
-	p = mvm__mmap(NULL, len, PROT_READ | PROT_WRITE,
-	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0, err);
+	/* A small region is populated at once: callers fill it (a message's data, a kernel
+	 * read buffer), and one mmap that fills it costs less than a page fault per page
+	 * (bench_vm's flush: 4.2 -> 3.6 us per page). A large one stays lazy: a message
+	 * whose data turns out unreadable must not have committed its whole length first
+	 * (fuzz_mach_msg ran out of memory when every region was populated). */
+	p = mvm__mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
+	    (len <= POPULATE_MAX ? MAP_POPULATE : 0), -1, 0, err);
 	if (p == NULL)
 		return NULL;
 	mvm_lock_acquire(&regions.lock);
