@@ -732,7 +732,14 @@ fw_demux(mach_msg_header_t *in, mach_msg_header_t *out)
 		((mig_reply_header_t *)out)->RetCode = MIG_NO_REPLY;
 		return TRUE;
 	}
+	/* Whatever thread serves the message (the receiver, or a sender or the node thread
+	 * serving it in place) counts as the framework's while it does: a synchronous
+	 * helper called from an op here would wait for messages only this serve lets go. */
+	bool was = in_framework;
+
+	in_framework = true;
 	ok = mvm_memory_object_server(&fw_ops, p, in, out);
+	in_framework = was;
 	fw_unuse(p);
 	return ok;
 }
