@@ -79,3 +79,11 @@ mvm_test_type(mach_port_t name)
 		return 0;
 	return t;
 }
+
+mach_msg_return_t
+mvm_test_rcv_now(mach_port_t name, mvm_test_msg_t *m)
+{
+	memset(m, 0, sizeof(*m));
+	return mach_msg(&m->h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof(*m), name, 0,
+	    MACH_PORT_NULL);
+}

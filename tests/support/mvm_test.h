@@ -35,4 +35,12 @@ mach_port_urefs_t mvm_test_refs(mach_port_t name, mach_port_right_t right);
 /* The type bits of a name, or 0 if it denotes nothing. */
 mach_port_type_t mvm_test_type(mach_port_t name);
 
+/* A receive buffer for the small messages the IPC tests exchange. */
+typedef union {
+	mach_msg_header_t h;
+	_Alignas(8) char buf[512];
+} mvm_test_msg_t;
+/* Receive from name into *m (cleared first) without waiting: MACH_RCV_TIMED_OUT if empty. */
+mach_msg_return_t mvm_test_rcv_now(mach_port_t name, mvm_test_msg_t *m);
+
 #endif /* MVM_TEST_H */

@@ -18,11 +18,6 @@
 #include "mvm_test.h"
 #include "ipc/ipc.h"
 
-typedef union {
-	mach_msg_header_t h;
-	_Alignas(8) char buf[512];
-} rcv_buf_t;
-
 #define MAX_LOG 4096
 
 /* What the demux saw, in the order it ran. */
@@ -60,14 +55,6 @@ send_id(mach_port_t dest, mach_msg_id_t id, mach_msg_option_t extra)
 	};
 
 	return mach_msg(&h, MACH_SEND_MSG | extra, sizeof(h), 0, MACH_PORT_NULL, 0,
-	    MACH_PORT_NULL);
-}
-
-static mach_msg_return_t
-rcv(mach_port_t name, rcv_buf_t *m)
-{
-	memset(m, 0, sizeof(*m));
-	return mach_msg(&m->h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof(*m), name, 0,
 	    MACH_PORT_NULL);
 }
 
@@ -157,7 +144,7 @@ direct_bad_arguments(void **state)
 static void
 direct_served_by_sender(void **state)
 {
-	rcv_buf_t m;
+	mvm_test_msg_t m;
 
 	(void)state;
 	for (int i = 0; i < 3; i++) {
@@ -168,7 +155,7 @@ direct_served_by_sender(void **state)
 		assert_int_equal(served[i].seqno, i);
 		assert_int_equal(served[i].local, the_port);
 	}
-	assert_kr(rcv(the_set, &m), MACH_RCV_TIMED_OUT);
+	assert_kr(mvm_test_rcv_now(the_set, &m), MACH_RCV_TIMED_OUT);
 }
 
 /* A routine served by its sender: the reply arrives on the reply port. */
@@ -176,7 +163,7 @@ static void
 direct_routine_replies(void **state)
 {
 	mach_port_t reply;
-	rcv_buf_t m;
+	mvm_test_msg_t m;
 	mig_reply_header_t *r = (mig_reply_header_t *)&m.h;
 
 	(void)state;
@@ -211,7 +198,7 @@ direct_queued_behind_receiver(void **state)
 {
 	pthread_t t;
 	void *ret;
-	rcv_buf_t m;
+	mvm_test_msg_t m;
 
 	(void)state;
 	assert_int_equal(pthread_create(&t, NULL, server_once, NULL), 0);
@@ -233,13 +220,13 @@ direct_queued_behind_receiver(void **state)
 	/* Message 2 still waits: message 3 queues behind it. */
 	assert_kr(send_id(the_port, 3, 0), MACH_MSG_SUCCESS);
 	assert_int_equal(atomic_load(&nserved), 1);
-	assert_kr(rcv(the_set, &m), MACH_MSG_SUCCESS);
+	assert_kr(mvm_test_rcv_now(the_set, &m), MACH_MSG_SUCCESS);
 	assert_int_equal(m.h.msgh_id, 2);
 	assert_int_equal(m.h.msgh_seqno, 1);
-	assert_kr(rcv(the_set, &m), MACH_MSG_SUCCESS);
+	assert_kr(mvm_test_rcv_now(the_set, &m), MACH_MSG_SUCCESS);
 	assert_int_equal(m.h.msgh_id, 3);
 	assert_int_equal(m.h.msgh_seqno, 2);
-	assert_kr(rcv(the_set, &m), MACH_RCV_TIMED_OUT); /* and lets the set go */
+	assert_kr(mvm_test_rcv_now(the_set, &m), MACH_RCV_TIMED_OUT); /* and lets the set go */
 	assert_kr(send_id(the_port, 4, 0), MACH_MSG_SUCCESS);
 	assert_int_equal(atomic_load(&nserved), 2);
 	assert_true(pthread_equal(served[1].by, pthread_self()));
@@ -250,22 +237,22 @@ direct_queued_behind_receiver(void **state)
 static void
 direct_send_from_serve_queues(void **state)
 {
-	rcv_buf_t m;
+	mvm_test_msg_t m;
 
 	(void)state;
 	assert_kr(send_id(the_port, RESEND_ID, 0), MACH_MSG_SUCCESS);
 	assert_int_equal(atomic_load(&nserved), 1);
-	assert_kr(rcv(the_set, &m), MACH_MSG_SUCCESS);
+	assert_kr(mvm_test_rcv_now(the_set, &m), MACH_MSG_SUCCESS);
 	assert_int_equal(m.h.msgh_id, RESEND_ID + 1);
 	assert_int_equal(m.h.msgh_seqno, 1);
-	assert_kr(rcv(the_set, &m), MACH_RCV_TIMED_OUT);
+	assert_kr(mvm_test_rcv_now(the_set, &m), MACH_RCV_TIMED_OUT);
 }
 
 /* The set dies while its sender serves: the sender frees it; the member lives on. */
 static void
 direct_set_destroyed_while_serving(void **state)
 {
-	rcv_buf_t m;
+	mvm_test_msg_t m;
 
 	(void)state;
 	assert_kr(send_id(the_port, DESTROY_ID, 0), MACH_MSG_SUCCESS);
@@ -273,7 +260,7 @@ direct_set_destroyed_while_serving(void **state)
 	assert_int_equal(mvm_test_type(the_set), 0);
 	assert_kr(send_id(the_port, 5, 0), MACH_MSG_SUCCESS);
 	assert_int_equal(atomic_load(&nserved), 1);
-	assert_kr(rcv(the_port, &m), MACH_MSG_SUCCESS);
+	assert_kr(mvm_test_rcv_now(the_port, &m), MACH_MSG_SUCCESS);
 	assert_int_equal(m.h.msgh_id, 5);
 }
 

@@ -19,11 +19,6 @@
 #include "mvm_test.h"
 #include "ipc/ipc.h"
 
-typedef union {
-	mach_msg_header_t h;
-	_Alignas(8) char buf[512];
-} rcv_buf_t;
-
 struct port_msg {
 	mach_msg_header_t h;
 	mach_msg_type_t t;
@@ -43,20 +38,12 @@ send_id(mach_port_t dest, mach_msg_id_t id)
 	return mach_msg(&h, MACH_SEND_MSG, sizeof(h), 0, MACH_PORT_NULL, 0, MACH_PORT_NULL);
 }
 
-static mach_msg_return_t
-rcv(mach_port_t name, rcv_buf_t *m)
-{
-	memset(m, 0, sizeof(*m));
-	return mach_msg(&m->h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof(*m), name, 0,
-	    MACH_PORT_NULL);
-}
-
 static void
 expect_msg(mach_port_t name, mach_msg_id_t id, mach_port_t local, mach_port_seqno_t seqno)
 {
-	rcv_buf_t m;
+	mvm_test_msg_t m;
 
-	assert_kr(rcv(name, &m), MACH_MSG_SUCCESS);
+	assert_kr(mvm_test_rcv_now(name, &m), MACH_MSG_SUCCESS);
 	assert_int_equal(m.h.msgh_id, id);
 	assert_int_equal(m.h.msgh_local_port, local);
 	assert_int_equal(m.h.msgh_seqno, seqno);
@@ -66,9 +53,9 @@ expect_msg(mach_port_t name, mach_msg_id_t id, mach_port_t local, mach_port_seqn
 static void
 expect_empty(mach_port_t name)
 {
-	rcv_buf_t m;
+	mvm_test_msg_t m;
 
-	assert_kr(rcv(name, &m), MACH_RCV_TIMED_OUT);
+	assert_kr(mvm_test_rcv_now(name, &m), MACH_RCV_TIMED_OUT);
 }
 
 static mach_port_t
@@ -188,7 +175,7 @@ struct receiver {
 	mach_msg_option_t opt;
 	mach_msg_timeout_t timeout;
 	mach_msg_return_t result;
-	rcv_buf_t msg;
+	mvm_test_msg_t msg;
 };
 
 static void *
@@ -381,10 +368,10 @@ pset_receive_in_arrival_order(void **state)
 
 	/* The received header names the member and the right type it came through. */
 	{
-		rcv_buf_t m;
+		mvm_test_msg_t m;
 
 		assert_kr(send_id(b, 8), MACH_MSG_SUCCESS);
-		assert_kr(rcv(s, &m), MACH_MSG_SUCCESS);
+		assert_kr(mvm_test_rcv_now(s, &m), MACH_MSG_SUCCESS);
 		assert_int_equal(m.h.msgh_local_port, b);
 		assert_int_equal(MACH_MSGH_BITS_LOCAL(m.h.msgh_bits), MACH_MSG_TYPE_PORT_SEND_ONCE);
 		assert_int_equal(m.h.msgh_remote_port, MACH_PORT_NULL);
@@ -468,12 +455,12 @@ static void
 pset_receive_on_member_in_set(void **state)
 {
 	mach_port_t s = new_set(), a = new_port();
-	rcv_buf_t m;
+	mvm_test_msg_t m;
 
 	(void)state;
 	assert_kr(send_id(a, 1), MACH_MSG_SUCCESS);
 	assert_kr(mach_port_move_member(mach_task_self(), a, s), KERN_SUCCESS);
-	assert_kr(rcv(a, &m), MACH_RCV_IN_SET);
+	assert_kr(mvm_test_rcv_now(a, &m), MACH_RCV_IN_SET);
 	/* Without a timeout too: the error comes at once. */
 	assert_kr(mach_msg(&m.h, MACH_RCV_MSG, 0, sizeof(m), a, 0, MACH_PORT_NULL), MACH_RCV_IN_SET);
 	/* Nothing was taken. */
@@ -560,7 +547,7 @@ pset_destroy_member(void **state)
 	{
 		mach_port_t carrier = new_port();
 		struct port_msg m;
-		rcv_buf_t rb;
+		mvm_test_msg_t rb;
 		struct port_msg *got = (struct port_msg *)&rb;
 
 		assert_kr(send_id(a, 9), MACH_MSG_SUCCESS);
@@ -574,7 +561,7 @@ pset_destroy_member(void **state)
 		    MACH_MSG_SUCCESS);
 		expect_members(s, NULL, 0);
 		expect_empty(s);
-		assert_kr(rcv(carrier, &rb), MACH_MSG_SUCCESS);
+		assert_kr(mvm_test_rcv_now(carrier, &rb), MACH_MSG_SUCCESS);
 		assert_int_equal(pset_of(got->port), MACH_PORT_NULL);
 		expect_msg(got->port, 9, got->port, 0); /* the seqno was reset by the move */
 		destroy(got->port);
@@ -696,7 +683,7 @@ pset_blocked_receiver_port_moved_away(void **state)
 	mach_port_t a = new_port(), carrier = new_port();
 	struct receiver r;
 	struct port_msg m;
-	rcv_buf_t rb;
+	mvm_test_msg_t rb;
 	struct port_msg *got = (struct port_msg *)&rb;
 
 	(void)state;
@@ -713,7 +700,7 @@ pset_blocked_receiver_port_moved_away(void **state)
 	assert_int_equal(mvm_test_type(a), 0);
 
 	/* The right arrives intact and works where it lands. */
-	assert_kr(rcv(carrier, &rb), MACH_MSG_SUCCESS);
+	assert_kr(mvm_test_rcv_now(carrier, &rb), MACH_MSG_SUCCESS);
 	assert_int_equal(got->t.msgt_name, MACH_MSG_TYPE_PORT_RECEIVE);
 	assert_int_equal(mvm_test_type(got->port), MACH_PORT_TYPE_RECEIVE);
 	assert_kr(send_id(got->port, 1), MACH_MSG_SUCCESS);

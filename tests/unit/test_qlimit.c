@@ -18,11 +18,6 @@
 #include "mvm_test.h"
 #include "ipc/ipc.h"
 
-typedef union {
-	mach_msg_header_t h;
-	_Alignas(8) char buf[512];
-} rcv_buf_t;
-
 static mach_msg_return_t
 send_opt(mach_port_t dest, mach_msg_type_name_t disp, mach_msg_id_t id, mach_msg_option_t opt,
     mach_msg_timeout_t timeout)
@@ -45,20 +40,12 @@ send_now(mach_port_t dest, mach_msg_type_name_t disp, mach_msg_id_t id)
 	return send_opt(dest, disp, id, MACH_SEND_TIMEOUT, 0);
 }
 
-static mach_msg_return_t
-rcv(mach_port_t name, rcv_buf_t *m)
-{
-	memset(m, 0, sizeof(*m));
-	return mach_msg(&m->h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof(*m), name, 0,
-	    MACH_PORT_NULL);
-}
-
 static void
 expect_msg(mach_port_t name, mach_msg_id_t id)
 {
-	rcv_buf_t m;
+	mvm_test_msg_t m;
 
-	assert_kr(rcv(name, &m), MACH_MSG_SUCCESS);
+	assert_kr(mvm_test_rcv_now(name, &m), MACH_MSG_SUCCESS);
 	assert_int_equal(m.h.msgh_id, id);
 	mach_msg_destroy(&m.h);
 }
@@ -66,10 +53,10 @@ expect_msg(mach_port_t name, mach_msg_id_t id)
 static void
 drain(mach_port_t name, unsigned expect)
 {
-	rcv_buf_t m;
+	mvm_test_msg_t m;
 	unsigned n = 0;
 
-	while (rcv(name, &m) == MACH_MSG_SUCCESS) {
+	while (mvm_test_rcv_now(name, &m) == MACH_MSG_SUCCESS) {
 		mach_msg_destroy(&m.h);
 		n++;
 	}
@@ -310,10 +297,10 @@ qlimit_timed_out_consumes_nothing(void **state)
 	for (int i = 1; i < 5; i++)
 		expect_msg(p, i);
 	{
-		rcv_buf_t rb;
+		mvm_test_msg_t rb;
 		struct full_msg *got = (struct full_msg *)&rb;
 
-		assert_kr(rcv(p, &rb), MACH_MSG_SUCCESS);
+		assert_kr(mvm_test_rcv_now(p, &rb), MACH_MSG_SUCCESS);
 		assert_int_equal(got->h.msgh_id, 1234);
 		assert_int_equal(got->h.msgh_remote_port, r);
 		assert_int_equal(got->send, x);
