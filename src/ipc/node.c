@@ -1077,9 +1077,9 @@ peer_flush(struct mvm_peer *p)
 bool
 mvm__node_drain(int timeout_ms)
 {
-	struct timespec t0, now, nap = { 0, 1000000 };
+	struct timespec nap = { 0, 1000000 };
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		bool left = false;
 
@@ -1091,9 +1091,7 @@ mvm__node_drain(int timeout_ms)
 		if (!left)
 			return true;
 		/* A full socket or a connection still being made: the node thread writes. */
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >=
-		    timeout_ms)
+		if (now_ms() >= deadline)
 			return false;
 		(void)nanosleep(&nap, NULL);
 	}
